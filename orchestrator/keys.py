@@ -1,0 +1,31 @@
+"""Every Redis key, stream, channel and queue name the service uses, in one place."""
+
+from __future__ import annotations
+
+PREFIX = "runctl"
+
+OUTCOME_STREAM = f"{PREFIX}:outcomes"
+"""Stream of every published outcome, capped by `outcome_stream_maxlen`."""
+
+OUTCOME_CHANNEL = f"{PREFIX}:outcomes"
+"""Pub/sub channel announcing each outcome as it is published."""
+
+
+def outcome(job_id: str) -> str:
+    """String: the outcome JSON of a finished job; its existence is the exactly-once guard."""
+    return f"{PREFIX}:outcome:{job_id}"
+
+
+def job_state(job_id: str) -> str:
+    """Hash: progress of a job in flight, so that a redelivered job resumes where it was."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def inflight(provider: str, thread_id: str, run_id: str) -> str:
+    """String: the id of the job in flight for this run; one job per run at a time."""
+    return f"{PREFIX}:inflight:{provider}:{thread_id}:{run_id}"
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (clients may or may not decode responses)."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,216 @@
+"""The cancel state machine: cancel, then poll until the run is terminal or the deadline.
+
+Everything with a side effect on time is injected (`clock`, `sleep`, `rand`), so unit tests
+drive it against a fake provider and assert the exact sleeps, taking no wall-clock time.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from orchestrator.models import TERMINAL, CancelJob, ErrorDetail, Outcome, Result, Run, RunStatus
+from orchestrator.providers.base import ProviderError, ProviderReply, RunsProvider
+from orchestrator.retrying import RetryPolicy, call_with_retries, is_retryable
+
+_CANNOT_CANCEL = re.compile(r"Cannot cancel run with status '([A-Za-z_]+)'")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a job has done so far; saved after each step so a redelivered job resumes."""
+
+    started_at: float  # epoch seconds of the first start; the deadline counts from here
+    cancel_attempts: int = 0
+    polls: int = 0
+    cancel_accepted: bool = False
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """Polling cadence when the server gives no `openai-poll-after-ms` hint."""
+
+    first_s: float = 0.25
+    max_s: float = 2.0
+
+    def interval_s(self, polls_done: int, hint_s: float | None) -> float:
+        if hint_s is not None and hint_s > 0:
+            return hint_s
+        return min(self.first_s * 2.0**polls_done, self.max_s)
+
+
+def cancelled_status_of(error: ProviderError) -> str | None:
+    """The status named by a "Cannot cancel run with status 'X'." refusal, if it is one."""
+    if error.http_status is None or not 400 <= error.http_status < 500:
+        return None
+    match = _CANNOT_CANCEL.search(error.message)
+    return match.group(1) if match else None
+
+
+def result_for_terminal(status: str) -> Result:
+    return Result.CANCELLED if status == RunStatus.CANCELLED else Result.ALREADY_TERMINAL
+
+
+@dataclass
+class _Step:
+    """A decision the lifecycle reached, or None to go on."""
+
+    result: Result
+    final_status: str | None = None
+    error: ErrorDetail | None = None
+    run: Run | None = None
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Runs one job to its outcome against one provider."""
+
+    provider: RunsProvider
+    retry_policy: RetryPolicy
+    poll_policy: PollPolicy
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    rand: Callable[[], float] = random.random
+
+    def run(
+        self,
+        job: CancelJob,
+        progress: Progress,
+        checkpoint: Callable[[Progress], None] = lambda _: None,
+    ) -> Outcome:
+        """Cancel `job`'s run and follow it to a decision; never raises a ProviderError.
+
+        Resumes from `progress` (a fresh one for a new job), calling `checkpoint` after each
+        step. The deadline is `progress.started_at + job.deadline_s`.
+        """
+        deadline_at = progress.started_at + job.deadline_s
+        state = _State(progress, checkpoint)
+        step: _Step | None = None
+        hint_s: float | None = None
+        if not progress.cancel_accepted:
+            step, hint_s = self._cancel(job, deadline_at, state)
+        if step is None:
+            step = self._poll(job, deadline_at, state, hint_s)
+        return self._outcome(job, step, state.progress)
+
+    def _cancel(
+        self, job: CancelJob, deadline_at: float, state: _State
+    ) -> tuple[_Step | None, float | None]:
+        try:
+            reply = self._call(
+                lambda: self.provider.cancel(job.thread_id, job.run_id),
+                deadline_at,
+                on_attempt=state.count_cancel,
+            )
+        except ProviderError as error:
+            status = cancelled_status_of(error)
+            if status == RunStatus.CANCELLING:
+                state.accept_cancel()  # an earlier cancel landed (its answer was lost)
+                return None, None
+            if status is not None and status in TERMINAL:
+                return _Step(result_for_terminal(status), status), None
+            return _failure(error, status), None
+        state.accept_cancel()
+        if reply.run.is_terminal:
+            return _Step(
+                result_for_terminal(reply.run.status), reply.run.status, run=reply.run
+            ), None
+        return None, reply.poll_after_s
+
+    def _poll(
+        self, job: CancelJob, deadline_at: float, state: _State, hint_s: float | None
+    ) -> _Step:
+        last_status: str | None = RunStatus.CANCELLING
+        last_error: ProviderError | None = None
+        polled = False
+        while True:
+            remaining_s = deadline_at - self.clock()
+            if remaining_s <= 0 and polled:
+                break
+            # The last poll lands on the deadline itself, so a run that settles late is seen;
+            # a job resumed after its deadline still looks once before it decides.
+            if remaining_s > 0:
+                interval_s = self.poll_policy.interval_s(state.progress.polls, hint_s)
+                self.sleep(min(interval_s, remaining_s))
+            polled = True
+            try:
+                reply = self._call(
+                    lambda: self.provider.retrieve(job.thread_id, job.run_id),
+                    deadline_at,
+                    on_attempt=state.count_poll,
+                )
+            except ProviderError as error:
+                if not is_retryable(error):
+                    return _failure(error, last_status)
+                last_error, hint_s = error, None
+                continue
+            last_error, hint_s, last_status = None, reply.poll_after_s, reply.run.status
+            if reply.run.is_terminal:
+                return _Step(result_for_terminal(reply.run.status), last_status, run=reply.run)
+        if last_error is not None:
+            return _Step(Result.ERROR, last_status, error=last_error.detail)
+        return _Step(Result.TIMED_OUT, last_status)
+
+    def _call(
+        self, fn: Callable[[], ProviderReply], deadline_at: float, on_attempt: Callable[[], None]
+    ) -> ProviderReply:
+        return call_with_retries(
+            fn,
+            policy=self.retry_policy,
+            deadline_at=deadline_at,
+            clock=self.clock,
+            sleep=self.sleep,
+            rand=self.rand,
+            on_attempt=on_attempt,
+        )
+
+    def _outcome(self, job: CancelJob, step: _Step, progress: Progress) -> Outcome:
+        finished_at = datetime.fromtimestamp(self.clock(), UTC)
+        return Outcome(
+            job_id=job.job_id,
+            thread_id=job.thread_id,
+            run_id=job.run_id,
+            result=step.result,
+            final_status=step.final_status,
+            cancel_attempts=progress.cancel_attempts,
+            polls=progress.polls,
+            requested_at=job.requested_at,
+            finished_at=finished_at,
+            duration_s=round(max(0.0, (finished_at - job.requested_at).total_seconds()), 6),
+            error=step.error,
+            usage=step.run.usage if step.run is not None else None,
+            reason=job.reason,
+        )
+
+
+class _State:
+    """The job's progress, checkpointed on each change."""
+
+    def __init__(self, progress: Progress, checkpoint: Callable[[Progress], None]) -> None:
+        self.progress = progress
+        self._checkpoint = checkpoint
+
+    def _save(self, progress: Progress) -> None:
+        self.progress = progress
+        self._checkpoint(progress)
+
+    def count_cancel(self) -> None:
+        self._save(replace(self.progress, cancel_attempts=self.progress.cancel_attempts + 1))
+
+    def count_poll(self) -> None:
+        self._save(replace(self.progress, polls=self.progress.polls + 1))
+
+    def accept_cancel(self) -> None:
+        self._save(replace(self.progress, cancel_accepted=True))
+
+
+def _failure(error: ProviderError, status: str | None) -> _Step:
+    """A provider error that ends the job: not found, a permanent refusal, or exhaustion."""
+    if error.http_status == 404:
+        return _Step(Result.NOT_FOUND, status, error=error.detail)
+    if is_retryable(error):
+        return _Step(Result.ERROR, status, error=error.detail)
+    return _Step(Result.REJECTED, status, error=error.detail)

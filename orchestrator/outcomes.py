@@ -1,0 +1,130 @@
+"""Publishing outcomes exactly once, and the per-job progress that makes resuming possible.
+
+The outcome key is the guard: a Lua script sets it, appends to the stream, announces on the
+channel and releases the run's in-flight marker in one atomic step, and does nothing at all
+when the key already exists. A job redelivered after a crash therefore publishes at most
+once, however many workers ran it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+import redis
+from redis.typing import EncodableT, FieldT
+
+from orchestrator import keys
+from orchestrator.keys import text
+from orchestrator.lifecycle import Progress
+from orchestrator.models import Outcome
+
+# KEYS: outcome, stream, job state, inflight. ARGV: outcome json, keep_s, maxlen, channel,
+# job_id, fields... (flat field/value pairs for the stream entry).
+_PUBLISH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+redis.call('DEL', KEYS[3])
+if redis.call('GET', KEYS[4]) == ARGV[5] then
+  redis.call('DEL', KEYS[4])
+end
+return 1
+"""
+
+
+class OutcomeStore:
+    """The Redis side of a job: its progress while in flight, its outcome once done."""
+
+    def __init__(
+        self, client: redis.Redis, *, stream_maxlen: int, keep_s: int, progress_keep_s: int
+    ) -> None:
+        self._redis = client
+        self._stream_maxlen = stream_maxlen
+        self._keep_s = keep_s
+        self._progress_keep_s = progress_keep_s
+        self._publish = client.register_script(_PUBLISH)
+
+    def published(self, job_id: str) -> Outcome | None:
+        raw = self._redis.get(keys.outcome(job_id))
+        return None if raw is None else Outcome.model_validate_json(raw)
+
+    def publish(self, outcome: Outcome, *, provider: str) -> bool:
+        """Publish `outcome` unless its job already has one; True when this call published."""
+        body = outcome.model_dump_json()
+        entry = {
+            "job_id": outcome.job_id,
+            "thread_id": outcome.thread_id,
+            "run_id": outcome.run_id,
+            "result": outcome.result.value,
+            "outcome": body,
+        }
+        flat: list[str | int] = [item for pair in entry.items() for item in pair]
+        published = self._publish(
+            keys=[
+                keys.outcome(outcome.job_id),
+                keys.OUTCOME_STREAM,
+                keys.job_state(outcome.job_id),
+                keys.inflight(provider, outcome.thread_id, outcome.run_id),
+            ],
+            args=[
+                body,
+                self._keep_s,
+                self._stream_maxlen,
+                keys.OUTCOME_CHANNEL,
+                outcome.job_id,
+                *flat,
+            ],
+        )
+        return bool(published)
+
+    def load_progress(self, job_id: str) -> Progress | None:
+        raw = self._redis.hgetall(keys.job_state(job_id))
+        if not raw:
+            return None
+        fields = {text(k): text(v) for k, v in raw.items()}
+        return Progress(
+            started_at=float(fields["started_at"]),
+            cancel_attempts=int(fields.get("cancel_attempts", 0)),
+            polls=int(fields.get("polls", 0)),
+            cancel_accepted=fields.get("cancel_accepted") == "1",
+        )
+
+    def save_progress(self, job_id: str, progress: Progress) -> None:
+        mapping: dict[FieldT, EncodableT] = {
+            k: int(v) if isinstance(v, bool) else v for k, v in asdict(progress).items()
+        }
+        key = keys.job_state(job_id)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(key, mapping=mapping)
+        pipe.expire(key, self._progress_keep_s)
+        pipe.execute()
+
+
+def wait_for_outcome(client: redis.Redis, job_id: str, *, timeout_s: float) -> Outcome | None:
+    """Block until `job_id` has an outcome, or `timeout_s` passes (then None).
+
+    Subscribes before looking, so an outcome published in between is not missed.
+    """
+    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub.subscribe(keys.OUTCOME_CHANNEL)
+    try:
+        raw = client.get(keys.outcome(job_id))
+        if raw is not None:
+            return Outcome.model_validate_json(raw)
+        deadline = time.monotonic() + timeout_s
+        while (remaining_s := deadline - time.monotonic()) > 0:
+            message = pubsub.get_message(timeout=min(remaining_s, 1.0))
+            if message is None:
+                continue
+            outcome = Outcome.model_validate_json(message["data"])
+            if outcome.job_id == job_id:
+                return outcome
+        return None
+    finally:
+        pubsub.close()

@@ -1,0 +1,82 @@
+"""One Settings object, read from the environment. Every duration names its unit.
+
+The provider's variables are the official SDK's own (`OPENAI_API_KEY`, `OPENAI_BASE_URL`,
+`OPENAI_ORG_ID`, `OPENAI_PROJECT_ID`), so an environment that already works with the SDK
+works here; everything of ours is `RUNCTL_*`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.models import MAX_DEADLINE_S, MIN_DEADLINE_S
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RUNCTL_", extra="ignore", frozen=True)
+
+    # --- the provider (never put on the queue) -------------------------------------------
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "RUNCTL_API_KEY")
+    )
+    base_url: str = Field(
+        default="https://api.openai.com/v1",
+        validation_alias=AliasChoices("OPENAI_BASE_URL", "RUNCTL_BASE_URL"),
+    )
+    org_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_ORG_ID", "RUNCTL_ORG_ID")
+    )
+    project_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_PROJECT_ID", "RUNCTL_PROJECT_ID")
+    )
+
+    # --- Redis and the queue ---------------------------------------------------------------
+    redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    queue_name: str = "runctl"
+    # Keep a message invisible to other workers for longer than any job can run, so that a
+    # live worker's job is never handed to a second worker; a dead worker's job comes back
+    # after this long.
+    visibility_timeout_s: float = Field(default=MAX_DEADLINE_S + 300.0, gt=0)
+    # How often each worker looks for messages whose worker died (kombu's restore scan).
+    restore_interval_s: float = Field(default=10.0, gt=0)
+    outcome_stream_maxlen: int = Field(default=1_000_000, ge=1000)
+    outcome_keep_s: int = Field(default=7 * 24 * 3600, ge=60)
+
+    # --- one job ---------------------------------------------------------------------------
+    default_deadline_s: float = Field(default=120.0, ge=MIN_DEADLINE_S, le=MAX_DEADLINE_S)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=20.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=8.0, gt=0)
+    server_delay_max_s: float = Field(default=60.0, gt=0)
+    poll_first_s: float = Field(default=0.25, gt=0)
+    poll_max_s: float = Field(default=2.0, gt=0)
+
+    # --- the worker ------------------------------------------------------------------------
+    worker_concurrency: int = Field(default=1000, ge=1, le=10_000)
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_deadlines(self) -> Settings:
+        if self.visibility_timeout_s <= self.default_deadline_s:
+            raise ValueError(
+                "RUNCTL_VISIBILITY_TIMEOUT_S must be longer than RUNCTL_DEFAULT_DEADLINE_S, "
+                "or a live worker's job would be handed to a second worker"
+            )
+        return self
+
+    @property
+    def max_deadline_s(self) -> float:
+        """The longest deadline a job may ask for: it must end before its message reappears."""
+        return min(MAX_DEADLINE_S, self.visibility_timeout_s - 1.0)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once. Tests build `Settings(...)` directly instead."""
+    return Settings()

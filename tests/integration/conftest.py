@@ -1,0 +1,79 @@
+"""Session fixtures: one Redis, one simulator, one worker process shared by the scenarios."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from orchestrator.embedded_redis import EmbeddedRedis, is_reachable, start_embedded
+from orchestrator.simulator import SimulatorConfig, start_in_thread
+from tests.integration.harness import Deployment, Sim, Worker, new_api_key, start_worker
+from workers.producer import Producer
+
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("RUNCTL_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+    embedded: EmbeddedRedis | None = None
+    if not is_reachable(url):
+        embedded = start_embedded(directory=tmp_path_factory.mktemp("redis"))
+        url = embedded.url
+    client = redis.Redis.from_url(url)
+    client.flushdb()  # tests own this database; start from nothing
+    client.close()
+    yield url
+    if embedded is not None:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[Sim]:
+    api_key = new_api_key()
+    handle = start_in_thread(
+        SimulatorConfig(api_key=api_key, cancel_settle_min_s=0.1, cancel_settle_max_s=0.4)
+    )
+    yield Sim(handle, api_key)
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def deployment(redis_url: str, sim: Sim) -> Deployment:
+    return Deployment(
+        redis_url=redis_url,
+        queue=f"runctl-test-{uuid.uuid4().hex[:6]}",
+        api_key=sim.api_key,
+        base_url=sim.base_url,
+    )
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def worker(deployment: Deployment, log_dir: Path) -> Iterator[Worker]:
+    process = start_worker(deployment, log_dir)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def producer(deployment: Deployment, worker: Worker) -> Iterator[Producer]:
+    made = Producer(deployment.settings())
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()

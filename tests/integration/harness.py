@@ -1,0 +1,187 @@
+"""Real parts for integration tests: a Redis, the simulator over HTTP, worker processes.
+
+Redis is the one at RUNCTL_TEST_REDIS_URL (default: the machine's, database 15); where none
+answers, an embedded redis-server is started. Workers are real `runctl worker` processes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import SecretStr
+
+from orchestrator.models import Outcome
+from orchestrator.settings import Settings
+from orchestrator.simulator import SimulatorHandle
+from workers.app import make_app
+
+T = TypeVar("T")
+
+WORKER_READY_TIMEOUT_S = 60.0
+
+
+def wait_for(
+    probe: Callable[[], T | None], *, timeout_s: float, interval_s: float = 0.05, what: str = ""
+) -> T:
+    """Poll `probe` until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what or probe}")
+        time.sleep(interval_s)
+
+
+@dataclass
+class Sim:
+    """The simulator's admin API, for seeding runs and reading what it saw."""
+
+    handle: SimulatorHandle
+    api_key: str
+
+    @property
+    def base_url(self) -> str:
+        return self.handle.base_url
+
+    @property
+    def admin_url(self) -> str:
+        return self.base_url.removesuffix("/v1") + "/_sim"
+
+    def seed(self, count: int = 1, **spec: Any) -> list[tuple[str, str]]:
+        body = httpx.post(f"{self.admin_url}/runs", json={"count": count, **spec}, timeout=30)
+        body.raise_for_status()
+        return [(r["thread_id"], r["run_id"]) for r in body.json()["runs"]]
+
+    def seed_one(self, **spec: Any) -> tuple[str, str]:
+        return self.seed(1, **spec)[0]
+
+    def requests(self, **filters: str) -> list[dict[str, Any]]:
+        reply = httpx.get(f"{self.admin_url}/requests", params=filters, timeout=30)
+        entries: list[dict[str, Any]] = reply.raise_for_status().json()["requests"]
+        return entries
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = httpx.get(f"{self.admin_url}/stats", timeout=30).json()
+        return stats
+
+    def configure(self, **knobs: Any) -> None:
+        httpx.patch(f"{self.admin_url}/config", json=knobs, timeout=30).raise_for_status()
+
+
+@dataclass
+class Deployment:
+    """Where jobs go: a Redis, a queue, the settings workers and producers share."""
+
+    redis_url: str
+    queue: str
+    api_key: str
+    base_url: str
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNCTL_", "OPENAI_"))}
+        env.update(
+            RUNCTL_REDIS_URL=self.redis_url,
+            RUNCTL_QUEUE_NAME=self.queue,
+            OPENAI_API_KEY=self.api_key,
+            OPENAI_BASE_URL=self.base_url,
+            RUNCTL_LOG_JSON="true",
+            RUNCTL_BACKOFF_INITIAL_S="0.2",
+            RUNCTL_BACKOFF_MAX_S="1.0",
+            RUNCTL_POLL_FIRST_S="0.1",
+            RUNCTL_POLL_MAX_S="0.5",
+            RUNCTL_DEFAULT_DEADLINE_S="20",
+            RUNCTL_RESTORE_INTERVAL_S="1",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.overrides)
+        return env
+
+    def settings(self) -> Settings:
+        """The producer's view: no API key at all, as on an operator's laptop."""
+        fields = {
+            k.removeprefix("RUNCTL_").lower(): v
+            for k, v in self.env().items()
+            if k.startswith("RUNCTL_")
+        }
+        fields["redis_url"] = SecretStr(fields["redis_url"])  # type: ignore[assignment]
+        return Settings.model_validate(fields)
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    name: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, no requeue from the worker itself."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_worker(deployment: Deployment, log_dir: Path, *, concurrency: int = 200) -> Worker:
+    """Start a real worker process and return once it answers a control ping."""
+    name = f"w{uuid.uuid4().hex[:8]}@test"
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "worker", "--name", name,
+             "--concurrency", str(concurrency)],
+            env=deployment.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    worker = Worker(process, name, log_path)
+    app = make_app(deployment.settings())
+    try:
+
+        def answered() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{worker.log()[-3000:]}")
+            return bool(app.control.ping(destination=[name], timeout=0.5))
+
+        wait_for(answered, timeout_s=WORKER_READY_TIMEOUT_S, what=f"worker {name}")
+    except BaseException:
+        worker.stop()
+        raise
+    finally:
+        app.close()
+    return worker
+
+
+def new_api_key() -> str:
+    return f"sim-test-{secrets.token_hex(16)}"
+
+
+def outcome_of(producer: Any, job_id: str, timeout_s: float = 60.0) -> Outcome:
+    outcome = producer.wait(job_id, timeout_s=timeout_s)
+    assert outcome is not None, f"no outcome for {job_id} within {timeout_s} s"
+    assert isinstance(outcome, Outcome)
+    return outcome

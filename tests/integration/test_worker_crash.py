@@ -1,0 +1,86 @@
+"""A worker SIGKILLed mid-job: the job comes back to another worker and publishes once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from orchestrator import keys
+from orchestrator.models import Result
+from tests.integration.harness import Deployment, Sim, Worker, outcome_of, start_worker, wait_for
+from workers.producer import Producer
+
+pytestmark = pytest.mark.integration
+
+VISIBILITY_TIMEOUT_S = 4.0
+DEADLINE_S = 3.0
+SETTLE_S = 3.5  # the run settles after the deadline would have passed for a naive retry
+
+
+@pytest.fixture
+def crash_deployment(redis_url: str, sim: Sim) -> Deployment:
+    # Its own queue, and a short visibility timeout so the dead worker's job returns quickly.
+    return Deployment(
+        redis_url=redis_url,
+        queue=f"runctl-crash-{uuid.uuid4().hex[:6]}",
+        api_key=sim.api_key,
+        base_url=sim.base_url,
+        overrides={
+            "RUNCTL_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
+            "RUNCTL_DEFAULT_DEADLINE_S": str(DEADLINE_S),
+        },
+    )
+
+
+@pytest.fixture
+def workers(crash_deployment: Deployment, tmp_path: Path) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def test_a_killed_workers_job_completes_on_another_with_one_outcome(
+    sim: Sim,
+    crash_deployment: Deployment,
+    workers: list[Worker],
+    tmp_path: Path,
+    redis_client: redis.Redis,
+) -> None:
+    sim.configure(cancel_settle_min_s=SETTLE_S, cancel_settle_max_s=SETTLE_S)
+    try:
+        thread_id, run_id = sim.seed_one(status="in_progress")
+        first = start_worker(crash_deployment, tmp_path)
+        workers.append(first)
+        producer = Producer(crash_deployment.settings())
+        job_id = producer.cancel(thread_id, run_id).job_id
+
+        # Mid-job: the cancel landed and the worker is polling.
+        wait_for(
+            lambda: sim.requests(run_id=run_id, route="retrieve_run"),
+            timeout_s=20,
+            what="the first poll",
+        )
+        first.kill()
+        assert redis_client.get(keys.outcome(job_id)) is None
+
+        second = start_worker(crash_deployment, tmp_path)
+        workers.append(second)
+        outcome = outcome_of(producer, job_id, timeout_s=60)
+        producer.close()
+    finally:
+        sim.configure(cancel_settle_min_s=0.1, cancel_settle_max_s=0.4)
+
+    assert outcome.result is Result.CANCELLED
+    assert outcome.cancel_attempts == 1  # the resumed job did not cancel again
+    assert job_id in second.log()
+    cancels = sim.requests(run_id=run_id, route="cancel_run")
+    assert len(cancels) == 1
+    entries: Any = redis_client.xrange(keys.OUTCOME_STREAM)
+    published = [e for _, e in entries if e[b"job_id"].decode() == job_id]
+    assert len(published) == 1

@@ -1,0 +1,189 @@
+"""The cancel state machine against a scripted provider, with a clock that never waits.
+
+Given a provider's answers, when the lifecycle runs, then it reaches the right result with
+the right number of calls and the exact sleeps in between.
+"""
+
+from __future__ import annotations
+
+from orchestrator.lifecycle import Lifecycle, PollPolicy, Progress
+from orchestrator.models import CancelJob, Outcome, Result
+from orchestrator.providers.base import ProviderError, ProviderUnreachable
+from orchestrator.retrying import RetryPolicy
+from tests.unit.fakes import START_S, FakeClock, ScriptedProvider, cannot_cancel, reply
+
+JOB = CancelJob(job_id="job_1", thread_id="thread_1", run_id="run_1", deadline_s=30)
+
+
+def run(
+    provider: ScriptedProvider, *, progress: Progress | None = None, job: CancelJob = JOB
+) -> tuple[Outcome, FakeClock, list[Progress]]:
+    clock = FakeClock()
+    saved: list[Progress] = []
+    lifecycle = Lifecycle(
+        provider=provider,
+        retry_policy=RetryPolicy(max_attempts=4, backoff_initial_s=0.5, backoff_max_s=4.0),
+        poll_policy=PollPolicy(first_s=0.25, max_s=2.0),
+        clock=clock,
+        sleep=clock.sleep,
+        rand=lambda: 0.0,
+    )
+    outcome = lifecycle.run(job, progress or Progress(started_at=START_S), saved.append)
+    return outcome, clock, saved
+
+
+def test_cancel_then_poll_until_cancelled() -> None:
+    provider = ScriptedProvider(
+        cancels=[reply("cancelling")],
+        retrieves=[reply("cancelling"), reply("cancelling"), reply("cancelled")],
+    )
+    outcome, clock, saved = run(provider)
+    assert outcome.result is Result.CANCELLED
+    assert outcome.final_status == "cancelled"
+    assert (outcome.cancel_attempts, outcome.polls) == (1, 3)
+    assert clock.sleeps == [0.25, 0.5, 1.0]
+    assert outcome.error is None
+    assert saved[-1].cancel_accepted
+
+
+def test_the_servers_poll_hint_sets_the_interval() -> None:
+    provider = ScriptedProvider(
+        cancels=[reply("cancelling", poll_after_s=0.1)],
+        retrieves=[reply("cancelling", poll_after_s=0.7), reply("cancelled")],
+    )
+    _, clock, _ = run(provider)
+    assert clock.sleeps == [0.1, 0.7]
+
+
+def test_requires_action_keeps_polling() -> None:
+    provider = ScriptedProvider(
+        cancels=[reply("cancelling")],
+        retrieves=[reply("requires_action"), reply("cancelling"), reply("cancelled")],
+    )
+    outcome, _, _ = run(provider)
+    assert outcome.result is Result.CANCELLED
+    assert outcome.polls == 3
+
+
+def test_a_cancel_that_raced_completion_reports_completed() -> None:
+    provider = ScriptedProvider(cancels=[reply("cancelling")], retrieves=[reply("completed")])
+    outcome, _, _ = run(provider)
+    assert outcome.result is Result.ALREADY_TERMINAL
+    assert outcome.final_status == "completed"
+
+
+def test_cannot_cancel_a_finished_run_is_already_terminal_without_polling() -> None:
+    provider = ScriptedProvider(cancels=[cannot_cancel("failed")])
+    outcome, clock, _ = run(provider)
+    assert outcome.result is Result.ALREADY_TERMINAL
+    assert outcome.final_status == "failed"
+    assert provider.calls == ["cancel"]
+    assert clock.sleeps == []
+
+
+def test_cannot_cancel_a_cancelled_run_is_cancelled() -> None:
+    outcome, _, _ = run(ScriptedProvider(cancels=[cannot_cancel("cancelled")]))
+    assert outcome.result is Result.CANCELLED
+
+
+def test_cannot_cancel_a_cancelling_run_means_an_earlier_cancel_landed() -> None:
+    provider = ScriptedProvider(
+        cancels=[ProviderError("Gateway Timeout", http_status=504), cannot_cancel("cancelling")],
+        retrieves=[reply("cancelled")],
+    )
+    outcome, clock, _ = run(provider)
+    assert outcome.result is Result.CANCELLED
+    assert provider.calls == ["cancel", "cancel", "retrieve"]
+    assert clock.sleeps == [0.5, 0.25]
+
+
+def test_not_found_on_cancel() -> None:
+    error = ProviderError("No run found with id 'run_1'.", http_status=404)
+    outcome, _, _ = run(ScriptedProvider(cancels=[error]))
+    assert outcome.result is Result.NOT_FOUND
+    assert outcome.error is not None
+    assert outcome.error.http_status == 404
+
+
+def test_permanent_refusals_are_rejected() -> None:
+    for error in (
+        ProviderError("Incorrect API key provided.", http_status=401, code="invalid_api_key"),
+        ProviderError("forbidden", http_status=403),
+        ProviderError("quota", http_status=429, code="insufficient_quota"),
+    ):
+        outcome, _, _ = run(ScriptedProvider(cancels=[error]))
+        assert outcome.result is Result.REJECTED, error
+        assert outcome.cancel_attempts == 1
+
+
+def test_transient_errors_outlasting_the_retries_are_error() -> None:
+    provider = ScriptedProvider(cancels=[ProviderUnreachable("ConnectError") for _ in range(4)])
+    outcome, clock, _ = run(provider)
+    assert outcome.result is Result.ERROR
+    assert outcome.cancel_attempts == 4
+    assert clock.sleeps == [0.5, 1.0, 2.0]
+
+
+def test_stuck_in_cancelling_times_out_at_the_deadline() -> None:
+    provider = ScriptedProvider(cancels=[reply("cancelling")], retrieves=[reply("cancelling")])
+    outcome, clock, _ = run(provider)
+    assert outcome.result is Result.TIMED_OUT
+    assert outcome.final_status == "cancelling"
+    assert sum(clock.sleeps) == 30.0  # the last poll lands on the deadline itself
+    assert max(clock.sleeps) == 2.0
+
+
+def test_polls_failing_transiently_until_the_deadline_end_in_error() -> None:
+    provider = ScriptedProvider(
+        cancels=[reply("cancelling")],
+        retrieves=[ProviderError("unavailable", http_status=503)],
+    )
+    job = JOB.model_copy(update={"deadline_s": 5.0})
+    outcome, _, _ = run(provider, job=job)
+    assert outcome.result is Result.ERROR
+    assert outcome.error is not None
+    assert outcome.error.http_status == 503
+
+
+def test_a_resumed_job_skips_the_cancel_it_already_made() -> None:
+    provider = ScriptedProvider(retrieves=[reply("cancelled")])
+    progress = Progress(started_at=START_S, cancel_attempts=1, polls=2, cancel_accepted=True)
+    outcome, _, _ = run(provider, progress=progress)
+    assert provider.calls == ["retrieve"]
+    assert outcome.result is Result.CANCELLED
+    assert (outcome.cancel_attempts, outcome.polls) == (1, 3)
+
+
+def test_a_resumed_job_keeps_its_original_deadline() -> None:
+    provider = ScriptedProvider(retrieves=[reply("cancelling")])
+    progress = Progress(started_at=START_S - 29.0, cancel_accepted=True)
+    outcome, clock, _ = run(provider, progress=progress)
+    assert outcome.result is Result.TIMED_OUT
+    assert sum(clock.sleeps) == 1.0
+
+
+def test_outcome_carries_the_job_and_usage() -> None:
+    from orchestrator.models import Run, Usage
+    from orchestrator.providers.base import ProviderReply
+
+    done = ProviderReply(
+        Run(
+            id="run_1",
+            status="completed",
+            usage=Usage(prompt_tokens=3, completion_tokens=4, total_tokens=7),
+        )
+    )
+    outcome, _, _ = run(ScriptedProvider(cancels=[reply("cancelling")], retrieves=[done]))
+    assert outcome.usage is not None
+    assert outcome.usage.total_tokens == 7
+    assert (outcome.job_id, outcome.thread_id, outcome.run_id) == ("job_1", "thread_1", "run_1")
+    assert outcome.requested_at == JOB.requested_at
+
+
+def test_a_job_resumed_after_its_deadline_still_looks_once() -> None:
+    provider = ScriptedProvider(retrieves=[reply("cancelled")])
+    progress = Progress(started_at=START_S - 100.0, cancel_accepted=True)
+    outcome, clock, _ = run(provider, progress=progress)
+    assert outcome.result is Result.CANCELLED
+    assert provider.calls == ["retrieve"]
+    assert clock.sleeps == []

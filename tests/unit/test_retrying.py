@@ -1,0 +1,175 @@
+"""The retry policy as pure functions: what is retried, how long it waits, when it stops."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from orchestrator.providers.assistants import error_from_response, retry_after_s
+from orchestrator.providers.base import ProviderError, ProviderUnreachable
+from orchestrator.retrying import RetryPolicy, backoff_s, call_with_retries, is_retryable
+from tests.unit.fakes import START_S, FakeClock
+
+
+def http_error(status: int, code: str | None = None, **kw: object) -> ProviderError:
+    return ProviderError("x", http_status=status, code=code, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+def test_transient_statuses_are_retried(status: int) -> None:
+    assert is_retryable(http_error(status))
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_other_4xx_are_not_retried(status: int) -> None:
+    assert not is_retryable(http_error(status))
+
+
+def test_connection_errors_and_timeouts_are_retried() -> None:
+    assert is_retryable(ProviderUnreachable("ConnectTimeout"))
+
+
+@pytest.mark.parametrize("code", ["insufficient_quota", "billing_hard_limit_reached"])
+def test_quota_429_is_not_retried(code: str) -> None:
+    assert not is_retryable(http_error(429, code))
+
+
+def test_x_should_retry_overrides_the_status() -> None:
+    assert is_retryable(http_error(400, should_retry=True))
+    assert not is_retryable(http_error(503, should_retry=False))
+
+
+def test_non_provider_errors_are_not_retried() -> None:
+    assert not is_retryable(ValueError("bug"))
+
+
+def test_backoff_doubles_up_to_the_cap_and_jitter_only_shortens() -> None:
+    policy = RetryPolicy(backoff_initial_s=0.5, backoff_max_s=4.0)
+    assert [backoff_s(policy, n, lambda: 0.0) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert backoff_s(policy, 1, lambda: 1.0) == pytest.approx(0.375)
+
+
+def _failing(errors: list[ProviderError]) -> tuple[list[int], object]:
+    calls: list[int] = []
+
+    def fn() -> str:
+        calls.append(1)
+        if errors:
+            raise errors.pop(0)
+        return "ok"
+
+    return calls, fn
+
+
+def test_waits_exactly_what_the_server_asked_then_succeeds() -> None:
+    clock = FakeClock()
+    calls, fn = _failing([http_error(429, retry_after_s=1.5), http_error(503, retry_after_s=0.2)])
+    result: object = call_with_retries(
+        fn,  # type: ignore[arg-type]
+        policy=RetryPolicy(),
+        deadline_at=START_S + 60,
+        clock=clock,
+        sleep=clock.sleep,
+        rand=lambda: 0.0,
+    )
+    assert result == "ok"
+    assert clock.sleeps == [1.5, 0.2]
+    assert len(calls) == 3
+
+
+def test_stops_after_max_attempts_and_reraises_the_last_error() -> None:
+    clock = FakeClock()
+    calls, fn = _failing([http_error(500) for _ in range(10)])
+    with pytest.raises(ProviderError):
+        call_with_retries(
+            fn,  # type: ignore[arg-type]
+            policy=RetryPolicy(max_attempts=3, backoff_initial_s=1.0),
+            deadline_at=START_S + 600,
+            clock=clock,
+            sleep=clock.sleep,
+            rand=lambda: 0.0,
+        )
+    assert len(calls) == 3
+    assert clock.sleeps == [1.0, 2.0]
+
+
+def test_never_retries_past_the_deadline() -> None:
+    clock = FakeClock()
+    _calls, fn = _failing([http_error(429, retry_after_s=5.0) for _ in range(10)])
+    with pytest.raises(ProviderError):
+        call_with_retries(
+            fn,  # type: ignore[arg-type]
+            policy=RetryPolicy(max_attempts=10),
+            deadline_at=START_S + 12,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert clock.sleeps == [5.0, 5.0]  # a third wait would end at 15 s, past the 12 s deadline
+
+
+def test_a_server_delay_beyond_the_cap_is_not_waited_and_not_shortened() -> None:
+    clock = FakeClock()
+    _calls, fn = _failing([http_error(429, retry_after_s=120.0)])
+    with pytest.raises(ProviderError):
+        call_with_retries(
+            fn,  # type: ignore[arg-type]
+            policy=RetryPolicy(server_delay_max_s=60.0),
+            deadline_at=START_S + 3600,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert clock.sleeps == []
+
+
+def test_permanent_errors_are_raised_at_once() -> None:
+    clock = FakeClock()
+    calls, fn = _failing([http_error(401)])
+    with pytest.raises(ProviderError):
+        call_with_retries(
+            fn,  # type: ignore[arg-type]
+            policy=RetryPolicy(),
+            deadline_at=START_S + 60,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert len(calls) == 1
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after-ms": "250.5", "retry-after": "9"}, 0.2505),
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, 10.0),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_header_parsing(headers: dict[str, str], expected: float | None) -> None:
+    now = 1445412480.0  # 2015-10-21 07:28:00 UTC
+    assert retry_after_s(httpx.Headers(headers), now=now) == (
+        pytest.approx(expected) if expected is not None else None
+    )
+
+
+def test_error_body_is_read_and_headers_become_hints() -> None:
+    response = httpx.Response(
+        429,
+        json={
+            "error": {"message": "Rate limit", "type": "requests", "code": "rate_limit_exceeded"}
+        },
+        headers={"retry-after": "2", "x-should-retry": "true"},
+    )
+    error = error_from_response(response)
+    assert (error.http_status, error.type, error.code) == (429, "requests", "rate_limit_exceeded")
+    assert error.retry_after_s == 2.0
+    assert error.should_retry is True
+
+
+def test_an_error_without_a_json_body_still_maps() -> None:
+    error = error_from_response(httpx.Response(502, text="<html>bad gateway</html>"))
+    assert error.http_status == 502
+    assert error.message == "Bad Gateway"
+    assert is_retryable(error)

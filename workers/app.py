@@ -1,0 +1,69 @@
+"""The Celery application: configuration only. Tasks live in `workers.tasks`.
+
+JSON is the only accepted content type, so a pickle payload is refused before it is read.
+Messages are acknowledged after the job is done (`acks_late`), so a job whose worker dies
+comes back after the broker's visibility timeout, which outlasts any job's deadline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+
+from orchestrator.settings import Settings, get_settings
+
+CANCEL_TASK = "runctl.cancel"
+
+
+def make_app(settings: Settings) -> Celery:
+    url = settings.redis_url.get_secret_value()
+    app = Celery("runctl", broker=url, backend=url, include=["workers.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_default_queue=settings.queue_name,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        task_track_started=False,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": settings.restore_interval_s,
+            "unacked_restore_throttle": 1,
+        },
+        result_backend_transport_options={"retry_policy": {"timeout": 30.0}},
+        result_expires=settings.outcome_keep_s,
+        result_extended=False,
+        task_ignore_result=False,
+        enable_utc=True,
+    )
+    return app
+
+
+app = make_app(get_settings())
+
+
+@signals.setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    # Connecting this signal stops Celery from installing its own handlers.
+    from orchestrator.logs import configure
+
+    settings = get_settings()
+    configure(json_lines=settings.log_json, level=settings.log_level)
+
+
+@signals.worker_ready.connect
+def _start_recovery(sender: Any = None, **_: Any) -> None:
+    from workers.recovery import start_sweeper
+
+    start_sweeper(app, interval_s=get_settings().restore_interval_s)

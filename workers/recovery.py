@@ -1,0 +1,41 @@
+"""Returning the jobs of dead workers to the queue.
+
+A message a worker has taken but not acknowledged sits in kombu's `unacked` hash; after the
+visibility timeout it may be put back on its queue. kombu only scans for such messages when
+its poller sees no events, which under the gevent pool's blocking loop never happens (the
+idle BRPOP's own timeout counts as an event), so a dead worker's jobs would stay lost until
+some worker restarts. Each worker therefore runs this sweep itself, on a timer. kombu's
+Redis mutex makes concurrent sweeps from many workers safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery
+
+log = logging.getLogger(__name__)
+
+
+def sweep_once(app: Celery) -> None:
+    """Put back every message whose visibility timeout has passed."""
+    with app.connection_for_read() as connection:
+        channel: Any = connection.default_channel  # kombu's Redis channel, typed loosely
+        channel.qos.restore_visible(num=None, interval=1)
+
+
+def start_sweeper(app: Celery, *, interval_s: float) -> threading.Event:
+    """Sweep every `interval_s` in a daemon thread (a greenlet under gevent); set to stop."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            try:
+                sweep_once(app)
+            except Exception:  # a Redis blip must not end the sweeper; next tick retries
+                log.warning("restore sweep failed; retrying next tick", exc_info=True)
+
+    threading.Thread(target=loop, name="runctl-restore-sweeper", daemon=True).start()
+    return stop

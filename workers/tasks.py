@@ -1,0 +1,37 @@
+"""Thin Celery tasks: parse the message, run the job, return the outcome as JSON."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery.exceptions import Reject
+from pydantic import ValidationError
+
+from orchestrator.execution import execute
+from orchestrator.logs import job_context
+from orchestrator.models import CancelJob
+from workers.app import CANCEL_TASK, app
+from workers.context import get_context
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=CANCEL_TASK, acks_late=True, reject_on_worker_lost=True)
+def cancel_run(job: dict[str, Any]) -> dict[str, Any]:
+    """Cancel one run and return its published outcome. A malformed job is refused, not retried."""
+    try:
+        parsed = CancelJob.model_validate(job)
+    except ValidationError as exc:
+        log.error("refused malformed job: %s", exc.errors(include_url=False, include_input=False))
+        raise Reject(reason="malformed job", requeue=False) from None
+    context = get_context()
+    with job_context(parsed.job_id, parsed.run_id, parsed.thread_id):
+        outcome = execute(
+            parsed,
+            lifecycle=context.lifecycle(parsed.provider),
+            store=context.store,
+            clock=time.time,
+        )
+    return outcome.to_json_dict()
