@@ -28,8 +28,11 @@ from orchestrator.models import Outcome, Result
 from orchestrator.settings import Settings
 from orchestrator.simulator import SimulatorConfig, start_in_thread
 from orchestrator.watching import read_batch, stream_tail
+from workers.producer import Producer
 
 DEMO_KEY = "sim-demo-key"
+WORKER_NAME = "demo@runctl"
+WORKER_READY_TIMEOUT_S = 60.0
 FOLLOW_TIMEOUT_S = 300.0
 
 
@@ -117,7 +120,16 @@ def _settings(env: dict[str, str]) -> Settings:
 def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "worker", "--loglevel", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "worker",
+            "--loglevel",
+            "WARNING",
+            "--name",
+            WORKER_NAME,
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -141,9 +153,11 @@ def _cancel_all(
     worker: subprocess.Popen[bytes],
     console: Console,
 ) -> int:
-    from workers.producer import Producer
-
     producer = Producer(settings)
+    if not _worker_ready(producer, worker):
+        console.print("[red]the worker did not start; see its log")
+        producer.close()
+        return 1
     client = producer.redis
     start_id = stream_tail(client)
     started = time.monotonic()
@@ -159,6 +173,14 @@ def _cancel_all(
     bad = {Result.ERROR, Result.REJECTED}
     ok = len(outcomes) == len(targets) and not any(o.result in bad for o in outcomes)
     return 0 if ok else 1
+
+
+def _worker_ready(producer: Producer, worker: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+    while time.monotonic() < deadline and worker.poll() is None:
+        if producer.worker_answers(WORKER_NAME):
+            return True
+    return False
 
 
 def _follow(

@@ -54,6 +54,10 @@ class Producer:
     def wait(self, job_id: str, *, timeout_s: float) -> Outcome | None:
         return wait_for_outcome(self._redis, job_id, timeout_s=timeout_s)
 
+    def worker_answers(self, name: str, *, timeout_s: float = 0.5) -> bool:
+        """Whether the worker node `name` answers a control ping within `timeout_s`."""
+        return bool(self._app.control.ping(destination=[name], timeout=timeout_s))
+
     def close(self) -> None:
         self._redis.close()
 
