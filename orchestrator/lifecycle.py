@@ -34,7 +34,7 @@ class PollPolicy:
     """Polling cadence when the server gives no `openai-poll-after-ms` hint."""
 
     first_s: float = 0.25
-    max_s: float = 2.0
+    max_s: float = 1.0
 
     def interval_s(self, polls_done: int, hint_s: float | None) -> float:
         if hint_s is not None and hint_s > 0:

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     backoff_max_s: float = Field(default=8.0, gt=0)
     server_delay_max_s: float = Field(default=60.0, gt=0)
     poll_first_s: float = Field(default=0.25, gt=0)
-    poll_max_s: float = Field(default=2.0, gt=0)
+    poll_max_s: float = Field(default=1.0, gt=0)  # the SDK polls every 1 s
 
     # --- the worker ------------------------------------------------------------------------
     worker_concurrency: int = Field(default=1000, ge=1, le=10_000)

@@ -145,14 +145,17 @@ class Worker:
                 self.process.wait()
 
 
-def start_worker(deployment: Deployment, log_dir: Path, *, concurrency: int = 200) -> Worker:
-    """Start a real worker process and return once it answers a control ping."""
+def start_worker(deployment: Deployment, log_dir: Path, *, concurrency: int | None = 200) -> Worker:
+    """Start a real worker process and return once it answers a control ping.
+
+    `concurrency=None` keeps the worker's default (RUNCTL_WORKER_CONCURRENCY).
+    """
     name = f"w{uuid.uuid4().hex[:8]}@test"
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
+        extra = [] if concurrency is None else ["--concurrency", str(concurrency)]
         process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "worker", "--name", name,
-             "--concurrency", str(concurrency)],
+            [sys.executable, "-m", "orchestrator", "worker", "--name", name, *extra],
             env=deployment.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
