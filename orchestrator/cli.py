@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from orchestrator.errors import InvalidInput, RunctlError
+from orchestrator.errors import ConfigurationError, InvalidInput, RunctlError
 from orchestrator.models import Outcome, Result
 from orchestrator.settings import get_settings
 
@@ -43,19 +43,26 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Jobs in flight at once (default RUNCTL_WORKER_CONCURRENCY).")
     ] = None,
-    loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+    loglevel: Annotated[
+        str | None, typer.Option(help="Log level (default RUNCTL_LOG_LEVEL).")
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="Node name, NAME@host (default: celery@hostname).")
     ] = None,
 ) -> None:
     """Start a worker: one process keeps many cancellations in flight (gevent pool)."""
     settings = get_settings()
+    if settings.api_key is None:
+        raise ConfigurationError("OPENAI_API_KEY is not set: a worker needs the provider's key")
+    slots = concurrency or settings.worker_concurrency
+    # The worker sizes its HTTP pool from this setting: keep it equal to the pool's slots.
+    os.environ["RUNCTL_WORKER_CONCURRENCY"] = str(slots)
     argv = [
         sys.executable, "-m", "celery", "-A", "workers.app", "worker",
         "--pool", "gevent",
-        "--concurrency", str(concurrency or settings.worker_concurrency),
+        "--concurrency", str(slots),
         "--queues", settings.queue_name,
-        "--loglevel", loglevel,
+        "--loglevel", loglevel or settings.log_level,
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip
     if name:

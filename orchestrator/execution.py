@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from orchestrator.lifecycle import Lifecycle, Progress
+import redis
+
+from orchestrator.lifecycle import Lifecycle
 from orchestrator.models import CancelJob, Outcome
 from orchestrator.outcomes import OutcomeStore
 
@@ -21,17 +23,20 @@ def execute(
     and acknowledging) returns it without touching the provider. A job with saved progress
     resumes from it, keeping its original deadline.
     """
-    done = store.published(job.job_id)
-    if done is not None:
+    progress = store.begin(job.job_id, clock())
+    if isinstance(progress, Outcome):
         log.info("job already has an outcome; not running it again")
-        return done
-    progress = store.load_progress(job.job_id)
-    if progress is None:
-        progress = Progress(started_at=clock())
-        store.save_progress(job.job_id, progress)
-    else:
+        return progress
+    if progress.cancel_attempts:
         log.info("resuming job", extra={"cancel_accepted": progress.cancel_accepted})
-    outcome = lifecycle.run(job, progress, lambda p: store.save_progress(job.job_id, p))
+    try:
+        outcome = lifecycle.run(job, progress, lambda p: store.save_progress(job.job_id, p))
+    except redis.RedisError:
+        raise  # the job must run again: the caller requeues it
+    except Exception as exc:
+        # A bug must not lose the job: it ends, once, as an error an operator can see.
+        log.exception("job failed unexpectedly")
+        outcome = lifecycle.internal_error(job, progress, exc)
     if store.publish(outcome, provider=job.provider.value):
         log.info("outcome published", extra={"result": outcome.result.value})
         return outcome

@@ -21,7 +21,12 @@ _CANNOT_CANCEL = re.compile(r"Cannot cancel run with status '([A-Za-z_]+)'")
 
 @dataclass(frozen=True)
 class Progress:
-    """What a job has done so far; saved after each step so a redelivered job resumes."""
+    """What a job has done so far, saved so that a redelivered job resumes.
+
+    It is saved before each cancel attempt and when a cancel is accepted: what resuming
+    needs. Polls are counted in memory and saved with the next save, so after a crash the
+    published `polls` can undercount the polls of the dead delivery.
+    """
 
     started_at: float  # epoch seconds of the first start; the deadline counts from here
     cancel_attempts: int = 0
@@ -52,6 +57,14 @@ def cancelled_status_of(error: ProviderError) -> str | None:
 
 def result_for_terminal(status: str) -> Result:
     return Result.CANCELLED if status == RunStatus.CANCELLED else Result.ALREADY_TERMINAL
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the last answer said: the run's status, and when to look again."""
+
+    status: str | None = None
+    hint_s: float | None = None
 
 
 @dataclass
@@ -88,17 +101,21 @@ class Lifecycle:
         """
         deadline_at = progress.started_at + job.deadline_s
         state = _State(progress, checkpoint)
-        step: _Step | None = None
-        hint_s: float | None = None
+        seen = _Seen()
         if not progress.cancel_accepted:
-            step, hint_s = self._cancel(job, deadline_at, state)
-        if step is None:
-            step = self._poll(job, deadline_at, state, hint_s)
-        return self._outcome(job, step, state.progress)
+            decided = self._cancel(job, deadline_at, state)
+            if isinstance(decided, _Step):
+                return self._outcome(job, decided, state.progress)
+            seen = decided
+        return self._outcome(job, self._poll(job, deadline_at, state, seen), state.progress)
 
-    def _cancel(
-        self, job: CancelJob, deadline_at: float, state: _State
-    ) -> tuple[_Step | None, float | None]:
+    def internal_error(self, job: CancelJob, progress: Progress, exc: Exception) -> Outcome:
+        """The outcome of a job that failed on our side: `error`, naming only the error type
+        (its text might quote anything)."""
+        detail = ErrorDetail(type="internal_error", message=f"internal error: {type(exc).__name__}")
+        return self._outcome(job, _Step(Result.ERROR, error=detail), progress)
+
+    def _cancel(self, job: CancelJob, deadline_at: float, state: _State) -> _Step | _Seen:
         try:
             reply = self._call(
                 lambda: self.provider.cancel(job.thread_id, job.run_id),
@@ -109,21 +126,33 @@ class Lifecycle:
             status = cancelled_status_of(error)
             if status == RunStatus.CANCELLING:
                 state.accept_cancel()  # an earlier cancel landed (its answer was lost)
-                return None, None
+                return _Seen(status)
             if status is not None and status in TERMINAL:
-                return _Step(result_for_terminal(status), status), None
-            return _failure(error, status), None
+                return _Step(result_for_terminal(status), status)
+            if status is None and is_retryable(error):
+                return self._look_once(job, state, error)
+            return _failure(error, status)
         state.accept_cancel()
         if reply.run.is_terminal:
-            return _Step(
-                result_for_terminal(reply.run.status), reply.run.status, run=reply.run
-            ), None
-        return None, reply.poll_after_s
+            return _Step(result_for_terminal(reply.run.status), reply.run.status, run=reply.run)
+        return _Seen(reply.run.status, reply.poll_after_s)
 
-    def _poll(
-        self, job: CancelJob, deadline_at: float, state: _State, hint_s: float | None
-    ) -> _Step:
-        last_status: str | None = RunStatus.CANCELLING
+    def _look_once(self, job: CancelJob, state: _State, error: ProviderError) -> _Step | _Seen:
+        """After the cancel's retries ran out: one look, since a cancel may have landed
+        although no answer came back."""
+        try:
+            state.count_poll()
+            run = self.provider.retrieve(job.thread_id, job.run_id).run
+        except ProviderError:
+            return _failure(error, None)
+        if run.is_terminal:
+            return _Step(result_for_terminal(run.status), run.status, run=run)
+        if run.status == RunStatus.CANCELLING:
+            state.accept_cancel()
+            return _Seen(run.status)
+        return _failure(error, run.status)
+
+    def _poll(self, job: CancelJob, deadline_at: float, state: _State, seen: _Seen) -> _Step:
         last_error: ProviderError | None = None
         polled = False
         while True:
@@ -133,7 +162,7 @@ class Lifecycle:
             # The last poll lands on the deadline itself, so a run that settles late is seen;
             # a job resumed after its deadline still looks once before it decides.
             if remaining_s > 0:
-                interval_s = self.poll_policy.interval_s(state.progress.polls, hint_s)
+                interval_s = self.poll_policy.interval_s(state.progress.polls, seen.hint_s)
                 self.sleep(min(interval_s, remaining_s))
             polled = True
             try:
@@ -144,15 +173,16 @@ class Lifecycle:
                 )
             except ProviderError as error:
                 if not is_retryable(error):
-                    return _failure(error, last_status)
-                last_error, hint_s = error, None
+                    return _failure(error, seen.status)
+                # Retries ran out before the deadline: keep looking, at the pace it asked.
+                last_error, seen = error, _Seen(seen.status, error.retry_after_s)
                 continue
-            last_error, hint_s, last_status = None, reply.poll_after_s, reply.run.status
+            last_error, seen = None, _Seen(reply.run.status, reply.poll_after_s)
             if reply.run.is_terminal:
-                return _Step(result_for_terminal(reply.run.status), last_status, run=reply.run)
+                return _Step(result_for_terminal(reply.run.status), seen.status, run=reply.run)
         if last_error is not None:
-            return _Step(Result.ERROR, last_status, error=last_error.detail)
-        return _Step(Result.TIMED_OUT, last_status)
+            return _Step(Result.ERROR, seen.status, error=last_error.detail)
+        return _Step(Result.TIMED_OUT, seen.status)
 
     def _call(
         self, fn: Callable[[], ProviderReply], deadline_at: float, on_attempt: Callable[[], None]
@@ -201,7 +231,8 @@ class _State:
         self._save(replace(self.progress, cancel_attempts=self.progress.cancel_attempts + 1))
 
     def count_poll(self) -> None:
-        self._save(replace(self.progress, polls=self.progress.polls + 1))
+        # Not checkpointed: a poll changes nothing a resumed job must know.
+        self.progress = replace(self.progress, polls=self.progress.polls + 1)
 
     def accept_cancel(self) -> None:
         self._save(replace(self.progress, cancel_accepted=True))

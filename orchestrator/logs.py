@@ -56,7 +56,7 @@ class _PlainFormatter(logging.Formatter):
         return base + "".join(f" {k}={v}" for k, v in extra.items())
 
 
-def configure(*, json_lines: bool, level: str = "INFO") -> None:
+def configure(*, json_lines: bool, level: int | str = "INFO") -> None:
     """Send every log line to stderr, plain or JSON; quiet the HTTP client's own lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_JobFilter())
@@ -67,6 +67,6 @@ def configure(*, json_lines: bool, level: str = "INFO") -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level.upper() if isinstance(level, str) else level)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

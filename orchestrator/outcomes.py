@@ -38,6 +38,22 @@ return 1
 """
 
 
+# KEYS: outcome, job state. ARGV: now_s, progress_keep_s.
+_BEGIN = """
+local done = redis.call('GET', KEYS[1])
+if done then
+  return {'outcome', done}
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('HSET', KEYS[2], 'started_at', ARGV[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
+local progress = redis.call('HGETALL', KEYS[2])
+table.insert(progress, 1, 'progress')
+return progress
+"""
+
+
 class OutcomeStore:
     """The Redis side of a job: its progress while in flight, its outcome once done."""
 
@@ -49,6 +65,7 @@ class OutcomeStore:
         self._keep_s = keep_s
         self._progress_keep_s = progress_keep_s
         self._publish = client.register_script(_PUBLISH)
+        self._begin = client.register_script(_BEGIN)
 
     def published(self, job_id: str) -> Outcome | None:
         raw = self._redis.get(keys.outcome(job_id))
@@ -83,11 +100,16 @@ class OutcomeStore:
         )
         return bool(published)
 
-    def load_progress(self, job_id: str) -> Progress | None:
-        raw = self._redis.hgetall(keys.job_state(job_id))
-        if not raw:
-            return None
-        fields = {text(k): text(v) for k, v in raw.items()}
+    def begin(self, job_id: str, now_s: float) -> Outcome | Progress:
+        """One round trip at a job's start: its outcome if it has one, else its progress
+        (saved now, with `now_s` as its start, if this is the first delivery)."""
+        reply = self._begin(
+            keys=[keys.outcome(job_id), keys.job_state(job_id)],
+            args=[repr(now_s), self._progress_keep_s],
+        )
+        if reply[0] == b"outcome":
+            return Outcome.model_validate_json(reply[1])
+        fields = {text(k): text(v) for k, v in zip(reply[1::2], reply[2::2], strict=True)}
         return Progress(
             started_at=float(fields["started_at"]),
             cancel_attempts=int(fields.get("cancel_attempts", 0)),
@@ -96,14 +118,11 @@ class OutcomeStore:
         )
 
     def save_progress(self, job_id: str, progress: Progress) -> None:
+        """One HSET; the hash's expiry was set by `begin`."""
         mapping: dict[FieldT, EncodableT] = {
             k: int(v) if isinstance(v, bool) else v for k, v in asdict(progress).items()
         }
-        key = keys.job_state(job_id)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(key, mapping=mapping)
-        pipe.expire(key, self._progress_keep_s)
-        pipe.execute()
+        self._redis.hset(keys.job_state(job_id), mapping=mapping)
 
 
 def wait_for_outcome(client: redis.Redis, job_id: str, *, timeout_s: float) -> Outcome | None:

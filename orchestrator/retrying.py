@@ -31,7 +31,7 @@ class RetryPolicy:
     max_attempts: int = 6
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 8.0
-    server_delay_max_s: float = 60.0
+    server_delay_max_s: float = 300.0
     jitter_fraction: float = 0.25
 
 

@@ -7,16 +7,22 @@ works here; everything of ours is `RUNCTL_*`.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.models import MAX_DEADLINE_S, MIN_DEADLINE_S
 
+_CLEAN_KEY = re.compile(r"[!-~]+")  # printable ASCII, no space: what a header value can carry
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RUNCTL_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting must never print the key or the Redis password.
+    model_config = SettingsConfigDict(
+        env_prefix="RUNCTL_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # --- the provider (never put on the queue) -------------------------------------------
     api_key: SecretStr | None = Field(
@@ -52,7 +58,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=6, ge=1, le=100)
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=8.0, gt=0)
-    server_delay_max_s: float = Field(default=60.0, gt=0)
+    # A delay the server asks for is waited in full; beyond this (or the deadline) the
+    # request gives up instead.
+    server_delay_max_s: float = Field(default=300.0, gt=0)
     poll_first_s: float = Field(default=0.25, gt=0)
     poll_max_s: float = Field(default=1.0, gt=0)  # the SDK polls every 1 s
 
@@ -60,6 +68,17 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=1000, ge=1, le=10_000)
     log_json: bool = False
     log_level: str = "INFO"
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_is_one_clean_token(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and not _CLEAN_KEY.fullmatch(key.get_secret_value()):
+            # Never echo it: say what is wrong, not what it is.
+            raise ValueError(
+                "OPENAI_API_KEY must be one token of printable ASCII, with no spaces or "
+                "newlines (check the secret file for a trailing newline)"
+            )
+        return key
 
     @model_validator(mode="after")
     def _visibility_outlasts_deadlines(self) -> Settings:
@@ -69,6 +88,11 @@ class Settings(BaseSettings):
                 "or a live worker's job would be handed to a second worker"
             )
         return self
+
+    @property
+    def inflight_ttl_s(self) -> int:
+        """How long a run's in-flight marker outlives a job that never published."""
+        return int(self.visibility_timeout_s * 2)
 
     @property
     def max_deadline_s(self) -> float:

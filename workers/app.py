@@ -43,6 +43,8 @@ def make_app(settings: Settings) -> Celery:
         },
         result_backend_transport_options={"retry_policy": {"timeout": 30.0}},
         result_expires=settings.outcome_keep_s,
+        # One backend object for all greenlets; else Celery builds one per greenlet.
+        result_backend_thread_safe=True,
         result_extended=False,
         task_ignore_result=False,
         enable_utc=True,
@@ -54,12 +56,20 @@ app = make_app(get_settings())
 
 
 @signals.setup_logging.connect
-def _configure_logging(**_: Any) -> None:
+def _configure_logging(loglevel: int | str | None = None, **_: Any) -> None:
     # Connecting this signal stops Celery from installing its own handlers.
     from orchestrator.logs import configure
 
     settings = get_settings()
-    configure(json_lines=settings.log_json, level=settings.log_level)
+    configure(json_lines=settings.log_json, level=loglevel or settings.log_level)
+
+
+@signals.worker_init.connect
+def _build_context(**_: Any) -> None:
+    # Fail at start-up, not on the first job, when the provider cannot be configured.
+    from workers.context import get_context
+
+    get_context()
 
 
 @signals.worker_ready.connect

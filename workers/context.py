@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from functools import cached_property
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -17,12 +15,14 @@ from redis.retry import Retry
 from orchestrator.lifecycle import Lifecycle, PollPolicy
 from orchestrator.models import Provider
 from orchestrator.outcomes import OutcomeStore
-from orchestrator.providers import RunsProvider, make_provider
+from orchestrator.providers import make_provider
 from orchestrator.retrying import RetryPolicy
 from orchestrator.settings import Settings
 
 
-def redis_client(settings: Settings, *, max_connections: int = 64) -> redis.Redis:
+def redis_client(
+    settings: Settings, *, max_connections: int = 64, retries: int = 30
+) -> redis.Redis:
     """A pooled client that rides out a Redis restart by reconnecting with backoff."""
     pool = redis.BlockingConnectionPool.from_url(
         settings.redis_url.get_secret_value(),
@@ -31,53 +31,43 @@ def redis_client(settings: Settings, *, max_connections: int = 64) -> redis.Redi
         socket_connect_timeout=5,
         socket_timeout=30,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=30),
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
     return redis.Redis(connection_pool=pool)
 
 
-@dataclass
 class WorkerContext:
-    settings: Settings
+    """Built once per worker process, eagerly, so a misconfiguration fails at start-up."""
 
-    @cached_property
-    def redis(self) -> redis.Redis:
-        return redis_client(self.settings)
-
-    @cached_property
-    def store(self) -> OutcomeStore:
-        return OutcomeStore(
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = redis_client(settings)
+        self.store = OutcomeStore(
             self.redis,
-            stream_maxlen=self.settings.outcome_stream_maxlen,
-            keep_s=self.settings.outcome_keep_s,
-            progress_keep_s=int(self.settings.visibility_timeout_s * 2),
+            stream_maxlen=settings.outcome_stream_maxlen,
+            keep_s=settings.outcome_keep_s,
+            progress_keep_s=settings.inflight_ttl_s,
         )
-
-    @cached_property
-    def providers(self) -> dict[Provider, RunsProvider]:
-        return {}
-
-    def lifecycle(self, provider: Provider) -> Lifecycle:
-        client = self.providers.get(provider)
-        if client is None:
-            client = make_provider(
-                provider, self.settings, max_connections=self.settings.worker_concurrency
+        retry_policy = RetryPolicy(
+            max_attempts=settings.max_attempts,
+            backoff_initial_s=settings.backoff_initial_s,
+            backoff_max_s=settings.backoff_max_s,
+            server_delay_max_s=settings.server_delay_max_s,
+        )
+        poll_policy = PollPolicy(first_s=settings.poll_first_s, max_s=settings.poll_max_s)
+        self.lifecycles: dict[Provider, Lifecycle] = {
+            provider: Lifecycle(
+                provider=make_provider(
+                    provider, settings, max_connections=settings.worker_concurrency
+                ),
+                retry_policy=retry_policy,
+                poll_policy=poll_policy,
+                clock=time.time,
+                sleep=time.sleep,  # gevent patches it: a sleeping job yields its greenlet
             )
-            self.providers[provider] = client
-        s = self.settings
-        return Lifecycle(
-            provider=client,
-            retry_policy=RetryPolicy(
-                max_attempts=s.max_attempts,
-                backoff_initial_s=s.backoff_initial_s,
-                backoff_max_s=s.backoff_max_s,
-                server_delay_max_s=s.server_delay_max_s,
-            ),
-            poll_policy=PollPolicy(first_s=s.poll_first_s, max_s=s.poll_max_s),
-            clock=time.time,
-            sleep=time.sleep,  # gevent patches it: a sleeping job yields its greenlet
-        )
+            for provider in Provider
+        }
 
 
 _lock = threading.Lock()
@@ -85,7 +75,8 @@ _context: WorkerContext | None = None
 
 
 def get_context() -> WorkerContext:
-    global _context  # noqa: PLW0603 - one context per process, built on first use
+    """The process's context; the first call builds it (at worker start-up, see app.py)."""
+    global _context  # noqa: PLW0603 - one context per process
     with _lock:
         if _context is None:
             from orchestrator.settings import get_settings

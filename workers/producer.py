@@ -25,26 +25,18 @@ class Producer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._app = make_app(settings)
-        self._redis = redis_client(settings, max_connections=8)
+        # An operator's command should fail fast, not ride out a Redis restart like a worker.
+        self._redis = redis_client(settings, max_connections=8, retries=2)
 
     def cancel(self, thread_id: str, run_id: str, **fields: Any) -> Submitted:
         """Queue a cancel of one run; raises InvalidInput naming the bad field, queues nothing."""
         fields.setdefault("deadline_s", self._settings.default_deadline_s)
-        job = build_job(thread_id=thread_id, run_id=run_id, **fields)
-        if job.deadline_s > self._settings.max_deadline_s:
-            from orchestrator.errors import InvalidInput
-
-            raise InvalidInput(
-                "deadline_s",
-                f"must be at most {self._settings.max_deadline_s:g} s "
-                "(below RUNCTL_VISIBILITY_TIMEOUT_S)",
-                job.deadline_s,
-            )
         return submit(
-            job,
+            build_job(thread_id=thread_id, run_id=run_id, **fields),
             client=self._redis,
             send=self._send,
-            inflight_ttl_s=int(self._settings.visibility_timeout_s * 2),
+            inflight_ttl_s=self._settings.inflight_ttl_s,
+            max_deadline_s=self._settings.max_deadline_s,
         )
 
     @property

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+import redis
 from celery.exceptions import Reject
 from pydantic import ValidationError
 
@@ -28,10 +29,16 @@ def cancel_run(job: dict[str, Any]) -> dict[str, Any]:
         raise Reject(reason="malformed job", requeue=False) from None
     context = get_context()
     with job_context(parsed.job_id, parsed.run_id, parsed.thread_id):
-        outcome = execute(
-            parsed,
-            lifecycle=context.lifecycle(parsed.provider),
-            store=context.store,
-            clock=time.time,
-        )
+        try:
+            outcome = execute(
+                parsed,
+                lifecycle=context.lifecycles[parsed.provider],
+                store=context.store,
+                clock=time.time,
+            )
+        except redis.RedisError as exc:
+            # Nothing can be published without Redis: put the job back (or, if Redis is
+            # gone, leave it unacknowledged) so that it runs again and resumes.
+            log.error("redis failed mid-job; requeueing it: %s", type(exc).__name__)
+            raise Reject(reason="redis unavailable", requeue=True) from None
     return outcome.to_json_dict()

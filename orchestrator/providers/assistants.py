@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import email.utils
+import itertools
+import math
 import time
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic import ValidationError
 
 from orchestrator.models import Run
 from orchestrator.providers.base import ProviderError, ProviderReply, ProviderUnreachable, RunPage
 from orchestrator.settings import Settings
 
 USER_AGENT = "runctl/0.1"
+CONNECTIONS_PER_SHARD = 32
 
 
 class AssistantsProvider:
@@ -33,22 +37,31 @@ class AssistantsProvider:
             headers["OpenAI-Organization"] = settings.org_id
         if settings.project_id:
             headers["OpenAI-Project"] = settings.project_id
-        self._client = httpx.Client(
-            base_url=settings.base_url.rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-        )
+        # httpcore rescans every pooled connection on each request and each response close
+        # (quadratic in the pool's size), which at 1000 connections costs more CPU than
+        # everything else a job does. Shards of a few dozen connections keep that scan small.
+        shard_count = max(1, math.ceil(max_connections / CONNECTIONS_PER_SHARD))
+        tls = httpx.create_ssl_context()  # one for all shards: each costs a CA bundle load
+        per_shard = math.ceil(max_connections / shard_count)
+        self._clients = [
+            httpx.Client(
+                base_url=settings.base_url.rstrip("/") + "/",
+                headers=headers,
+                verify=tls,
+                timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
+                limits=httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard),
+            )
+            for _ in range(shard_count)
+        ]
+        self._turn = itertools.count()
 
     def cancel(self, thread_id: str, run_id: str) -> ProviderReply:
         response = self._send("POST", f"{_run_path(thread_id, run_id)}/cancel")
-        return ProviderReply(Run.model_validate(response.json()), _poll_after_s(response))
+        return ProviderReply(_parse_run(response), _poll_after_s(response))
 
     def retrieve(self, thread_id: str, run_id: str) -> ProviderReply:
         response = self._send("GET", _run_path(thread_id, run_id))
-        return ProviderReply(Run.model_validate(response.json()), _poll_after_s(response))
+        return ProviderReply(_parse_run(response), _poll_after_s(response))
 
     def list_runs(self, thread_id: str, *, after: str | None = None, limit: int = 100) -> RunPage:
         params: dict[str, str | int] = {"limit": limit, "order": "desc"}
@@ -59,16 +72,18 @@ class AssistantsProvider:
         return RunPage(runs=runs, last_id=body.get("last_id"), has_more=bool(body.get("has_more")))
 
     def close(self) -> None:
-        self._client.close()
+        for client in self._clients:
+            client.close()
 
     def _send(
         self, method: str, path: str, *, params: dict[str, str | int] | None = None
     ) -> httpx.Response:
         try:
-            response = self._client.request(method, path, params=params)
+            client = self._clients[next(self._turn) % len(self._clients)]
+            response = client.request(method, path, params=params)
         except httpx.TransportError as exc:
-            # The exception's text names the URL only; keep its class name, not its request.
-            raise ProviderUnreachable(f"{type(exc).__name__}: {exc}") from None
+            # Only the class name: an exception's text can quote a header, and so the key.
+            raise ProviderUnreachable(type(exc).__name__) from None
         if response.is_success:
             return response
         raise error_from_response(response)
@@ -114,6 +129,19 @@ def retry_after_s(headers: httpx.Headers, *, now: float | None = None) -> float 
     except (TypeError, ValueError):
         return None
     return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
+
+
+def _parse_run(response: httpx.Response) -> Run:
+    """The Run in a success answer; an unreadable one is a transient fault (a proxy's page)."""
+    try:
+        return Run.model_validate_json(response.content)
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "body"
+        raise ProviderError(
+            f"unreadable Run in a {response.status_code} answer (at {where})",
+            http_status=response.status_code,
+            should_retry=True,
+        ) from None
 
 
 def _poll_after_s(response: httpx.Response) -> float | None:

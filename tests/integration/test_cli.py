@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 import pytest
 import redis
 
 from orchestrator import keys
+from orchestrator.embedded_redis import free_port
 from tests.integration.harness import Deployment, Sim, Worker
 
 pytestmark = pytest.mark.integration
@@ -61,12 +64,48 @@ def test_cancel_wait_exit_code_names_the_result(
 def test_bad_input_is_refused_before_anything_is_queued(
     deployment: Deployment, redis_client: redis.Redis, args: list[str], field: str
 ) -> None:
-    before = redis_client.llen(deployment.queue)
-    done = runctl(deployment, "cancel", *args)
+    # A queue no worker reads, so that anything queued would still be there to see.
+    unread = replace(deployment, queue=f"runctl-unread-{uuid.uuid4().hex[:6]}")
+    good = runctl(unread, "cancel", "thread_1", f"run_{uuid.uuid4().hex}")
+    assert good.returncode == 0, good.stderr
+    assert redis_client.llen(unread.queue) == 1  # the check below can see a queued job
+    done = runctl(unread, "cancel", *args)
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: {field}: ")
-    assert redis_client.llen(deployment.queue) == before
+    assert redis_client.llen(unread.queue) == 1
     assert not list(redis_client.scan_iter(match=keys.inflight("*", "../etc", "*")))
+
+
+def test_redis_down_is_one_clear_line_and_nothing_queued(deployment: Deployment) -> None:
+    down = replace(deployment, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    done = runctl(down, "cancel", "thread_1", "run_1", timeout_s=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: Redis did not answer")
+    assert "Traceback" not in done.stderr
+
+
+def test_a_worker_without_a_key_refuses_to_start(deployment: Deployment) -> None:
+    done = runctl(deployment, "worker", timeout_s=60)
+    assert done.returncode == 1
+    assert "OPENAI_API_KEY is not set" in done.stderr
+
+
+def test_a_key_with_a_trailing_newline_is_refused_without_being_shown(
+    deployment: Deployment,
+) -> None:
+    env = deployment.env()
+    env["OPENAI_API_KEY"] = deployment.api_key + "\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "trailing newline" in done.stderr
+    assert deployment.api_key not in done.stderr + done.stdout
 
 
 def test_watch_from_start_prints_published_outcomes(

@@ -114,8 +114,9 @@ def test_the_delay_the_server_asks_for_is_waited(sim: Sim, producer: Producer) -
     assert [e["status"] for e in cancels] == [429, 503, 200]
     first_gap_s = cancels[1]["t"] - cancels[0]["t"]
     second_gap_s = cancels[2]["t"] - cancels[1]["t"]
-    assert 1.2 <= first_gap_s < 2.5
-    assert 0.6 <= second_gap_s < 1.9
+    # Never sooner than asked; the upper bounds only catch a wait that ignored the ask.
+    assert 1.2 <= first_gap_s < 5.0
+    assert 0.6 <= second_gap_s < 5.0
 
 
 def test_a_lost_cancel_response_still_ends_cancelled(sim: Sim, producer: Producer) -> None:

@@ -66,6 +66,7 @@ class ScriptedProvider:
 
 
 def _play(script: list[Step], *, repeat_last: bool) -> ProviderReply:
+    assert script, "the provider was called more often than the test scripted"
     step = script[0] if repeat_last and len(script) == 1 else script.pop(0)
     if isinstance(step, ProviderError):
         raise step

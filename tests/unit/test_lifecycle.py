@@ -116,12 +116,59 @@ def test_permanent_refusals_are_rejected() -> None:
         assert outcome.cancel_attempts == 1
 
 
-def test_transient_errors_outlasting_the_retries_are_error() -> None:
-    provider = ScriptedProvider(cancels=[ProviderUnreachable("ConnectError") for _ in range(4)])
+def test_transient_errors_outlasting_the_retries_are_error_after_one_look() -> None:
+    provider = ScriptedProvider(
+        cancels=[ProviderUnreachable("ConnectError") for _ in range(4)],
+        retrieves=[reply("in_progress")],
+    )
     outcome, clock, _ = run(provider)
     assert outcome.result is Result.ERROR
+    assert outcome.final_status == "in_progress"
     assert outcome.cancel_attempts == 4
+    assert provider.calls == ["cancel"] * 4 + ["retrieve"]
     assert clock.sleeps == [0.5, 1.0, 2.0]
+
+
+def test_a_cancel_whose_answers_were_all_lost_is_followed_when_the_look_shows_it_landed() -> None:
+    provider = ScriptedProvider(
+        cancels=[ProviderError("Gateway Timeout", http_status=504) for _ in range(4)],
+        retrieves=[reply("cancelling"), reply("cancelled")],
+    )
+    outcome, _, saved = run(provider)
+    assert outcome.result is Result.CANCELLED
+    assert saved[-1].cancel_accepted
+
+
+def test_when_the_look_fails_too_the_cancels_error_stands() -> None:
+    provider = ScriptedProvider(
+        cancels=[ProviderError("Bad Gateway", http_status=502) for _ in range(4)],
+        retrieves=[ProviderUnreachable("ConnectError")],
+    )
+    outcome, _, _ = run(provider)
+    assert outcome.result is Result.ERROR
+    assert outcome.error is not None
+    assert outcome.error.http_status == 502
+
+
+def test_a_poll_asked_to_wait_keeps_that_pace_after_its_retries_run_out() -> None:
+    limited = ProviderError("Rate limit", http_status=429, retry_after_s=3.0)
+    provider = ScriptedProvider(
+        cancels=[reply("cancelling")],
+        retrieves=[limited, limited, limited, limited, reply("cancelled")],
+    )
+    outcome, clock, _ = run(provider)
+    assert outcome.result is Result.CANCELLED
+    assert clock.sleeps == [0.25, 3.0, 3.0, 3.0, 3.0]
+
+
+def test_final_status_is_the_last_status_seen_never_a_guess() -> None:
+    provider = ScriptedProvider(
+        cancels=[reply("in_progress")],
+        retrieves=[ProviderError("unavailable", http_status=503)],
+    )
+    outcome, _, _ = run(provider, job=JOB.model_copy(update={"deadline_s": 4.0}))
+    assert outcome.result is Result.ERROR
+    assert outcome.final_status == "in_progress"
 
 
 def test_stuck_in_cancelling_times_out_at_the_deadline() -> None:
@@ -187,3 +234,21 @@ def test_a_job_resumed_after_its_deadline_still_looks_once() -> None:
     assert outcome.result is Result.CANCELLED
     assert provider.calls == ["retrieve"]
     assert clock.sleeps == []
+
+
+def test_an_internal_error_becomes_an_error_outcome_naming_only_its_type() -> None:
+    clock = FakeClock()
+    lifecycle = Lifecycle(
+        provider=ScriptedProvider(),
+        retry_policy=RetryPolicy(),
+        poll_policy=PollPolicy(),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    outcome = lifecycle.internal_error(
+        JOB, Progress(started_at=START_S), KeyError("sk-would-be-secret")
+    )
+    assert outcome.result is Result.ERROR
+    assert outcome.error is not None
+    assert outcome.error.message == "internal error: KeyError"
+    assert "secret" not in outcome.model_dump_json()

@@ -173,3 +173,16 @@ def test_an_error_without_a_json_body_still_maps() -> None:
     assert error.http_status == 502
     assert error.message == "Bad Gateway"
     assert is_retryable(error)
+
+
+@pytest.mark.parametrize(
+    "body", [b"<html>proxy error</html>", b"{}", b'{"id": "run_1"}', b'{"status": 3}']
+)
+def test_an_unreadable_success_answer_is_a_transient_provider_error(body: bytes) -> None:
+    from orchestrator.providers.assistants import _parse_run
+
+    with pytest.raises(ProviderError) as caught:
+        _parse_run(httpx.Response(200, content=body))
+    assert caught.value.http_status == 200
+    assert is_retryable(caught.value)
+    assert "unreadable Run" in caught.value.message
