@@ -104,9 +104,9 @@ class CancelJob(BaseModel):
 class Usage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
 
 
 class RunError(BaseModel):
@@ -128,16 +128,17 @@ class Run(BaseModel):
     id: str
     thread_id: str | None = None
     status: Annotated[RunStatus | str, Field(union_mode="left_to_right")]
+    # Fields we only report are typed loosely: a provider's odd value must not cost a job.
     assistant_id: str | None = None
     model: str | None = None
-    created_at: int | None = None
-    started_at: int | None = None
-    expires_at: int | None = None
-    cancelled_at: int | None = None
-    failed_at: int | None = None
-    completed_at: int | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    expires_at: float | None = None
+    cancelled_at: float | None = None
+    failed_at: float | None = None
+    completed_at: float | None = None
     last_error: RunError | None = None
-    metadata: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
     usage: Usage | None = None
 
     @property

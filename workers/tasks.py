@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import redis
+from celery import Task
 from celery.exceptions import Reject
 from pydantic import ValidationError
 
@@ -19,8 +20,11 @@ from workers.context import get_context
 log = logging.getLogger(__name__)
 
 
-@app.task(name=CANCEL_TASK, acks_late=True, reject_on_worker_lost=True)
-def cancel_run(job: dict[str, Any]) -> dict[str, Any]:
+REDIS_RETRY_COUNTDOWN_S = 5.0
+
+
+@app.task(bind=True, name=CANCEL_TASK, acks_late=True, reject_on_worker_lost=True)
+def cancel_run(self: Task[Any, Any], job: dict[str, Any]) -> dict[str, Any]:
     """Cancel one run and return its published outcome. A malformed job is refused, not retried."""
     try:
         parsed = CancelJob.model_validate(job)
@@ -37,8 +41,9 @@ def cancel_run(job: dict[str, Any]) -> dict[str, Any]:
                 clock=time.time,
             )
         except redis.RedisError as exc:
-            # Nothing can be published without Redis: put the job back (or, if Redis is
-            # gone, leave it unacknowledged) so that it runs again and resumes.
-            log.error("redis failed mid-job; requeueing it: %s", type(exc).__name__)
-            raise Reject(reason="redis unavailable", requeue=True) from None
+            # Nothing can be published without Redis: run the job again later (it resumes).
+            # If Redis is gone, the retry cannot be sent either and the message stays
+            # unacknowledged, to be handed out again after the visibility timeout.
+            log.error("redis failed mid-job; retrying it: %s", type(exc).__name__)
+            raise self.retry(countdown=REDIS_RETRY_COUNTDOWN_S, max_retries=None) from None
     return outcome.to_json_dict()

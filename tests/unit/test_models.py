@@ -67,3 +67,19 @@ def test_outcome_json_names_no_secret_fields() -> None:
         "job_id", "thread_id", "run_id", "result", "final_status", "cancel_attempts", "polls",
         "requested_at", "finished_at", "duration_s", "error", "usage", "reason",
     }  # fmt: skip
+
+
+def test_odd_values_in_fields_we_only_report_do_not_fail_the_parse() -> None:
+    run = Run.model_validate(
+        {
+            "id": "run_1",
+            "status": "cancelled",
+            "created_at": 1700000000.5,
+            "metadata": {"n": 3, "nested": {"a": 1}},
+            "usage": {"total_tokens": 7},
+            "last_error": None,
+        }
+    )
+    assert run.is_terminal
+    assert run.usage is not None
+    assert run.usage.total_tokens == 7

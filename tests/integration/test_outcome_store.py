@@ -1,0 +1,71 @@
+"""The exactly-once guard, against a real Redis: two publishers, one outcome."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+
+from orchestrator import keys
+from orchestrator.models import Outcome, Result
+from orchestrator.outcomes import OutcomeStore
+
+pytestmark = pytest.mark.integration
+
+
+def an_outcome(job_id: str, result: Result) -> Outcome:
+    now = datetime.now(UTC)
+    return Outcome(
+        job_id=job_id,
+        thread_id="thread_1",
+        run_id="run_1",
+        result=result,
+        requested_at=now,
+        finished_at=now,
+        duration_s=0.0,
+    )
+
+
+def test_a_second_publish_of_the_same_job_changes_nothing(redis_client: redis.Redis) -> None:
+    store = OutcomeStore(redis_client, stream_maxlen=10_000, keep_s=60, progress_keep_s=60)
+    job_id = "job_twice"
+    redis_client.delete(keys.outcome(job_id))
+    marker = keys.inflight("assistants", "thread_1", "run_1")
+    redis_client.set(marker, job_id)
+
+    assert store.publish(an_outcome(job_id, Result.CANCELLED), provider="assistants")
+    assert not store.publish(an_outcome(job_id, Result.ERROR), provider="assistants")
+
+    standing = store.published(job_id)
+    assert standing is not None
+    assert standing.result is Result.CANCELLED
+    entries: Any = redis_client.xrange(keys.OUTCOME_STREAM)
+    assert [e[b"result"] for _, e in entries if e[b"job_id"] == job_id.encode()] == [b"cancelled"]
+    assert redis_client.get(marker) is None
+
+
+def test_publishing_leaves_another_jobs_in_flight_marker_alone(redis_client: redis.Redis) -> None:
+    store = OutcomeStore(redis_client, stream_maxlen=10_000, keep_s=60, progress_keep_s=60)
+    marker = keys.inflight("assistants", "thread_1", "run_1")
+    redis_client.set(marker, "job_newer")
+    redis_client.delete(keys.outcome("job_older"))
+    assert store.publish(an_outcome("job_older", Result.CANCELLED), provider="assistants")
+    assert redis_client.get(marker) == b"job_newer"
+
+
+def test_begin_returns_the_outcome_or_the_saved_progress(redis_client: redis.Redis) -> None:
+    store = OutcomeStore(redis_client, stream_maxlen=10_000, keep_s=60, progress_keep_s=60)
+    job_id = "job_begin"
+    redis_client.delete(keys.outcome(job_id), keys.job_state(job_id))
+    first = store.begin(job_id, 100.0)
+    assert not isinstance(first, Outcome)
+    assert first.started_at == 100.0
+    again = store.begin(job_id, 200.0)
+    assert not isinstance(again, Outcome)
+    assert again.started_at == 100.0  # the deadline counts from the first start
+    assert 0 < redis_client.ttl(keys.job_state(job_id)) <= 60
+    store.publish(an_outcome(job_id, Result.CANCELLED), provider="assistants")
+    assert isinstance(store.begin(job_id, 300.0), Outcome)
+    assert not redis_client.exists(keys.job_state(job_id))
