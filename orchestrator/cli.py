@@ -1,7 +1,9 @@
 """`runctl`: thin commands that parse, call one function, and print.
 
 Exit codes: 0 cancelled or already terminal, 2 bad input, 3 not found, 4 timed out,
-5 rejected or error, 6 no outcome within --timeout, 1 anything unexpected.
+5 rejected or error, 6 no outcome within --timeout, 7 skipped (its bulk job was aborted),
+1 anything unexpected. `bulk-cancel --wait`: 0 all settled, 4 some timed out, 5 some
+failed, 7 aborted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from orchestrator.cli_bulk import bulk_app, bulk_cancel
 from orchestrator.errors import ConfigurationError, InvalidInput, RunctlError
 from orchestrator.models import Outcome, Result
 from orchestrator.settings import get_settings
@@ -35,6 +38,7 @@ EXIT_CODES: dict[Result, int] = {
     Result.TIMED_OUT: 4,
     Result.REJECTED: 5,
     Result.ERROR: 5,
+    Result.SKIPPED: 7,
 }
 
 
@@ -173,6 +177,10 @@ def demo(
     from orchestrator.demo import run_demo
 
     raise typer.Exit(run_demo(runs=runs, console=out))
+
+
+app.command("bulk-cancel")(bulk_cancel)
+app.add_typer(bulk_app, name="bulk")
 
 
 def _print_outcome(outcome: Outcome, json_output: bool) -> None:

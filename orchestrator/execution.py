@@ -23,10 +23,13 @@ def execute(
     and acknowledging) returns it without touching the provider. A job with saved progress
     resumes from it, keeping its original deadline.
     """
-    progress = store.begin(job.job_id, clock())
+    progress = store.begin(job, clock())
     if isinstance(progress, Outcome):
         log.info("job already has an outcome; not running it again")
         return progress
+    if progress is None:
+        log.info("its bulk job was aborted; skipping it")
+        return _publish(lifecycle.skipped(job), store, job)
     if progress.cancel_attempts:
         log.info("resuming job", extra={"cancel_accepted": progress.cancel_accepted})
     try:
@@ -37,6 +40,10 @@ def execute(
         # A bug must not lose the job: it ends, once, as an error an operator can see.
         log.exception("job failed unexpectedly")
         outcome = lifecycle.internal_error(job, progress, exc)
+    return _publish(outcome, store, job)
+
+
+def _publish(outcome: Outcome, store: OutcomeStore, job: CancelJob) -> Outcome:
     if store.publish(outcome, provider=job.provider.value):
         log.info("outcome published", extra={"result": outcome.result.value})
         return outcome

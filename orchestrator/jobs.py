@@ -5,7 +5,7 @@ The queue itself is injected (`send`), so this module knows nothing of Celery.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,55 +36,85 @@ def build_job(**fields: Any) -> CancelJob:
         raise InvalidInput(field, _rule(first), shown) from None
 
 
+# KEYS: in-flight markers. ARGV[1]: ttl_s, ARGV[2..]: the job ids, in the same order.
+# Returns, per job, '' when its marker was set (the job is admitted), else the id in flight.
+_ADMIT = """
+local taken = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[i + 1], 'NX', 'EX', ARGV[1]) then
+    taken[i] = ''
+  else
+    taken[i] = redis.call('GET', key)
+  end
+end
+return taken
+"""
+
+
 def submit(
     job: CancelJob,
     *,
     client: redis.Redis,
-    send: Callable[[CancelJob], None],
+    send: Callable[[Sequence[CancelJob]], None],
     inflight_ttl_s: int,
     max_deadline_s: float,
 ) -> Submitted:
-    """Queue `job`, unless its run already has a job in flight: then return that job's id.
+    """Queue one job; see `submit_many`."""
+    return submit_many(
+        [job],
+        client=client,
+        send=send,
+        inflight_ttl_s=inflight_ttl_s,
+        max_deadline_s=max_deadline_s,
+    )[0]
 
-    Refuses (InvalidInput) a deadline the broker cannot honour, and raises RedisUnavailable
-    when Redis does not answer. The in-flight marker is released when the outcome is
-    published (see `outcomes.py`), or after `inflight_ttl_s` if the job was lost before it
-    could publish.
+
+def submit_many(
+    jobs: Sequence[CancelJob],
+    *,
+    client: redis.Redis,
+    send: Callable[[Sequence[CancelJob]], None],
+    inflight_ttl_s: int,
+    max_deadline_s: float,
+) -> list[Submitted]:
+    """Queue `jobs` in one Redis round trip plus one batch send, except those whose run
+    already has a job in flight: for those, return the id of the job in flight.
+
+    Refuses (InvalidInput) a deadline the broker cannot honour, before anything is queued,
+    and raises RedisUnavailable when Redis does not answer. A run's in-flight marker is
+    released when its outcome is published (see `outcomes.py`), or after `inflight_ttl_s`
+    if the job was lost before it could publish.
     """
-    if job.deadline_s > max_deadline_s:
-        raise InvalidInput(
-            "deadline_s",
-            f"must be at most {max_deadline_s:g} s, below RUNCTL_VISIBILITY_TIMEOUT_S",
-            job.deadline_s,
-        )
+    for job in jobs:
+        if job.deadline_s > max_deadline_s:
+            raise InvalidInput(
+                "deadline_s",
+                f"must be at most {max_deadline_s:g} s, below RUNCTL_VISIBILITY_TIMEOUT_S",
+                job.deadline_s,
+            )
+    if not jobs:
+        return []
+    markers = [keys.inflight(job.provider.value, job.thread_id, job.run_id) for job in jobs]
     try:
-        return _submit(job, client=client, send=send, inflight_ttl_s=inflight_ttl_s)
+        taken: Any = client.register_script(_ADMIT)(
+            keys=markers, args=[inflight_ttl_s, *(job.job_id for job in jobs)]
+        )
+        admitted = [job for job, held in zip(jobs, taken, strict=True) if not held]
+        try:
+            send(admitted)
+        except BaseException:
+            if admitted:
+                client.delete(*(m for m, held in zip(markers, taken, strict=True) if not held))
+            raise
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailable(
             f"Redis did not answer ({type(exc).__name__}); nothing was queued. "
             "Check RUNCTL_REDIS_URL and that Redis is running."
         ) from None
-
-
-def _submit(
-    job: CancelJob,
-    *,
-    client: redis.Redis,
-    send: Callable[[CancelJob], None],
-    inflight_ttl_s: int,
-) -> Submitted:
-    marker = keys.inflight(job.provider.value, job.thread_id, job.run_id)
-    if not client.set(marker, job.job_id, nx=True, ex=inflight_ttl_s):
-        existing = client.get(marker)
-        if existing is not None:
-            return Submitted(job_id=text(existing), duplicate=True)
-        return _submit(job, client=client, send=send, inflight_ttl_s=inflight_ttl_s)
-    try:
-        send(job)
-    except BaseException:
-        client.delete(marker)
-        raise
-    return Submitted(job_id=job.job_id, duplicate=False)
+    return [
+        Submitted(job_id=text(held), duplicate=True) if held else Submitted(job.job_id, False)
+        for job, held in zip(jobs, taken, strict=True)
+    ]
 
 
 def _rule(error: Any) -> str:

@@ -29,3 +29,33 @@ def inflight(provider: str, thread_id: str, run_id: str) -> str:
 def text(value: bytes | str) -> str:
     """A Redis reply as text (clients may or may not decode responses)."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def rate(provider: str) -> str:
+    """String: the provider's next request slot (GCRA theoretical arrival time, epoch ms)."""
+    return f"{PREFIX}:rate:{provider}"
+
+
+def pause(provider: str) -> str:
+    """String with a TTL: while it exists, no worker sends to the provider (it said 429)."""
+    return f"{PREFIX}:pause:{provider}"
+
+
+def bulk(bulk_id: str) -> str:
+    """Hash: a bulk job's record (status, totals, counts per result, its rate)."""
+    return f"{PREFIX}:bulk:{bulk_id}"
+
+
+def bulk_rate(bulk_id: str) -> str:
+    """String: a bulk job's own next request slot, when it has its own --rate."""
+    return f"{PREFIX}:bulk:{bulk_id}:rate"
+
+
+def bulk_seen(bulk_id: str) -> str:
+    """Set: the runs a bulk job has taken, so a run listed twice is cancelled once."""
+    return f"{PREFIX}:bulk:{bulk_id}:seen"
+
+
+def bulk_outcomes(bulk_id: str) -> str:
+    """List: one outcome JSON per finished job of a bulk job, for its report."""
+    return f"{PREFIX}:bulk:{bulk_id}:outcomes"

@@ -9,12 +9,17 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 from orchestrator.models import TERMINAL, CancelJob, ErrorDetail, Outcome, Result, Run, RunStatus
 from orchestrator.providers.base import ProviderError, ProviderReply, RunsProvider
+from orchestrator.ratelimit import Reservation
 from orchestrator.retrying import RetryPolicy, call_with_retries, is_retryable
+
+RESERVE_HORIZON_S = 1.0  # how far ahead a request may hold a rate-limit slot
+RECHECK_MIN_S = 0.05
 
 _CANNOT_CANCEL = re.compile(r"Cannot cancel run with status '([A-Za-z_]+)'")
 
@@ -59,6 +64,31 @@ def result_for_terminal(status: str) -> Result:
     return Result.CANCELLED if status == RunStatus.CANCELLED else Result.ALREADY_TERMINAL
 
 
+class BulkAborted(Exception):
+    """The job's bulk job was aborted: send nothing more."""
+
+
+class Gate(Protocol):
+    """The shared rate limit, as the lifecycle sees it (`ratelimit.RateLimiter`)."""
+
+    def reserve(self, *, bulk_id: str | None, max_wait_s: float) -> Reservation: ...
+
+    def pause(self, delay_s: float) -> None: ...
+
+
+class _OpenGate:
+    """No limit: every request may go at once."""
+
+    def reserve(self, *, bulk_id: str | None, max_wait_s: float) -> Reservation:
+        return Reservation(wait_s=0.0)
+
+    def pause(self, delay_s: float) -> None:
+        pass
+
+
+OPEN_GATE: Gate = _OpenGate()
+
+
 @dataclass(frozen=True)
 class _Seen:
     """What the last answer said: the run's status, and when to look again."""
@@ -87,6 +117,7 @@ class Lifecycle:
     clock: Callable[[], float]
     sleep: Callable[[float], None]
     rand: Callable[[], float] = random.random
+    gate: Gate = field(default_factory=lambda: OPEN_GATE)
 
     def run(
         self,
@@ -101,13 +132,17 @@ class Lifecycle:
         """
         deadline_at = progress.started_at + job.deadline_s
         state = _State(progress, checkpoint)
-        seen = _Seen()
-        if not progress.cancel_accepted:
-            decided = self._cancel(job, deadline_at, state)
-            if isinstance(decided, _Step):
-                return self._outcome(job, decided, state.progress)
-            seen = decided
-        return self._outcome(job, self._poll(job, deadline_at, state, seen), state.progress)
+        try:
+            seen = _Seen()
+            if not progress.cancel_accepted:
+                decided = self._cancel(job, deadline_at, state)
+                if isinstance(decided, _Step):
+                    return self._outcome(job, decided, state.progress)
+                seen = decided
+            step = self._poll(job, deadline_at, state, seen)
+        except BulkAborted:
+            step = _Step(Result.SKIPPED, state.status)
+        return self._outcome(job, step, state.progress)
 
     def internal_error(self, job: CancelJob, progress: Progress, exc: Exception) -> Outcome:
         """The outcome of a job that failed on our side: `error`, naming only the error type
@@ -115,36 +150,49 @@ class Lifecycle:
         detail = ErrorDetail(type="internal_error", message=f"internal error: {type(exc).__name__}")
         return self._outcome(job, _Step(Result.ERROR, error=detail), progress)
 
+    def skipped(self, job: CancelJob) -> Outcome:
+        """The outcome of a job whose bulk job was aborted before it started."""
+        return self._outcome(job, _Step(Result.SKIPPED), Progress(started_at=self.clock()))
+
     def _cancel(self, job: CancelJob, deadline_at: float, state: _State) -> _Step | _Seen:
         try:
             reply = self._call(
+                job,
                 lambda: self.provider.cancel(job.thread_id, job.run_id),
                 deadline_at,
                 on_attempt=state.count_cancel,
             )
         except ProviderError as error:
-            status = cancelled_status_of(error)
+            status = state.saw(cancelled_status_of(error))
             if status == RunStatus.CANCELLING:
                 state.accept_cancel()  # an earlier cancel landed (its answer was lost)
                 return _Seen(status)
             if status is not None and status in TERMINAL:
                 return _Step(result_for_terminal(status), status)
             if status is None and is_retryable(error):
-                return self._look_once(job, state, error)
+                return self._look_once(job, deadline_at, state, error)
             return _failure(error, status)
         state.accept_cancel()
+        state.saw(reply.run.status)
         if reply.run.is_terminal:
             return _Step(result_for_terminal(reply.run.status), reply.run.status, run=reply.run)
         return _Seen(reply.run.status, reply.poll_after_s)
 
-    def _look_once(self, job: CancelJob, state: _State, error: ProviderError) -> _Step | _Seen:
+    def _look_once(
+        self, job: CancelJob, deadline_at: float, state: _State, error: ProviderError
+    ) -> _Step | _Seen:
         """After the cancel's retries ran out: one look, since a cancel may have landed
         although no answer came back."""
         try:
-            state.count_poll()
-            run = self.provider.retrieve(job.thread_id, job.run_id).run
+            run = self._request(
+                job,
+                lambda: self.provider.retrieve(job.thread_id, job.run_id),
+                deadline_at,
+                state.count_poll,
+            ).run
         except ProviderError:
             return _failure(error, None)
+        state.saw(run.status)
         if run.is_terminal:
             return _Step(result_for_terminal(run.status), run.status, run=run)
         if run.status == RunStatus.CANCELLING:
@@ -167,6 +215,7 @@ class Lifecycle:
             polled = True
             try:
                 reply = self._call(
+                    job,
                     lambda: self.provider.retrieve(job.thread_id, job.run_id),
                     deadline_at,
                     on_attempt=state.count_poll,
@@ -177,7 +226,7 @@ class Lifecycle:
                 # Retries ran out before the deadline: keep looking, at the pace it asked.
                 last_error, seen = error, _Seen(seen.status, error.retry_after_s)
                 continue
-            last_error, seen = None, _Seen(reply.run.status, reply.poll_after_s)
+            last_error, seen = None, _Seen(state.saw(reply.run.status), reply.poll_after_s)
             if reply.run.is_terminal:
                 return _Step(result_for_terminal(reply.run.status), seen.status, run=reply.run)
         if last_error is not None:
@@ -185,17 +234,62 @@ class Lifecycle:
         return _Step(Result.TIMED_OUT, seen.status)
 
     def _call(
-        self, fn: Callable[[], ProviderReply], deadline_at: float, on_attempt: Callable[[], None]
+        self,
+        job: CancelJob,
+        fn: Callable[[], ProviderReply],
+        deadline_at: float,
+        on_attempt: Callable[[], None],
     ) -> ProviderReply:
         return call_with_retries(
-            fn,
+            lambda: self._request(job, fn, deadline_at, on_attempt),
             policy=self.retry_policy,
             deadline_at=deadline_at,
             clock=self.clock,
             sleep=self.sleep,
             rand=self.rand,
-            on_attempt=on_attempt,
         )
+
+    def _request(
+        self,
+        job: CancelJob,
+        fn: Callable[[], ProviderReply],
+        deadline_at: float,
+        count: Callable[[], None],
+    ) -> ProviderReply:
+        """One request, in its turn under the shared rate limit.
+
+        Slots are reserved at most `RESERVE_HORIZON_S` ahead: a job further back in line
+        sleeps and asks again, so it never holds a slot it may not use, and it sees an
+        abort before it sends anything.
+        """
+        while True:
+            # Even at the deadline a request may wait one horizon for its slot (a job
+            # resumed late still gets its one look).
+            remaining_s = max(deadline_at - self.clock(), RESERVE_HORIZON_S)
+            turn = self.gate.reserve(
+                bulk_id=job.bulk_id, max_wait_s=min(remaining_s, RESERVE_HORIZON_S)
+            )
+            if turn.aborted:
+                raise BulkAborted
+            if turn.in_time:
+                break
+            if turn.wait_s >= remaining_s:
+                raise ProviderError(
+                    f"no request slot under the rate limit before the deadline "
+                    f"(next in {turn.wait_s:g} s)",
+                    type="rate_limited_here",
+                    should_retry=True,
+                )
+            self.sleep(max(RECHECK_MIN_S, turn.wait_s - RESERVE_HORIZON_S / 2))
+        if turn.wait_s > 0:
+            self.sleep(turn.wait_s)
+        count()  # only requests really sent are counted (and checkpointed)
+        try:
+            return fn()
+        except ProviderError as error:
+            if error.http_status == 429 and error.retry_after_s and is_retryable(error):
+                self.gate.pause(error.retry_after_s)  # every worker waits, not only this one
+            raise
 
     def _outcome(self, job: CancelJob, step: _Step, progress: Progress) -> Outcome:
         finished_at = datetime.fromtimestamp(self.clock(), UTC)
@@ -213,15 +307,22 @@ class Lifecycle:
             error=step.error,
             usage=step.run.usage if step.run is not None else None,
             reason=job.reason,
+            bulk_id=job.bulk_id,
         )
 
 
 class _State:
-    """The job's progress, checkpointed on each change."""
+    """The job's progress, checkpointed on each change, and the last status seen."""
 
     def __init__(self, progress: Progress, checkpoint: Callable[[Progress], None]) -> None:
         self.progress = progress
+        self.status: str | None = None
         self._checkpoint = checkpoint
+
+    def saw(self, status: str | None) -> str | None:
+        if status is not None:
+            self.status = status
+        return status
 
     def _save(self, progress: Progress) -> None:
         self.progress = progress

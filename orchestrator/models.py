@@ -73,6 +73,7 @@ class Result(StrEnum):
     TIMED_OUT = "timed_out"  # still not terminal at the job's deadline
     REJECTED = "rejected"  # a permanent refusal: 401, 403, other 4xx, quota exhausted
     ERROR = "error"  # transient failures outlasted the retries or the deadline
+    SKIPPED = "skipped"  # its bulk job was aborted before it could finish
 
 
 def utc_now() -> datetime:
@@ -99,6 +100,7 @@ class CancelJob(BaseModel):
     requested_by: str = Field(default="", max_length=200)
     requested_at: datetime = Field(default_factory=utc_now)
     deadline_s: float = Field(default=120.0, ge=MIN_DEADLINE_S, le=MAX_DEADLINE_S)
+    bulk_id: SafeId | None = None  # the bulk job this belongs to, if any
 
 
 class Usage(BaseModel):
@@ -175,6 +177,7 @@ class Outcome(BaseModel):
     error: ErrorDetail | None = None
     usage: Usage | None = None
     reason: str = ""
+    bulk_id: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -17,32 +17,43 @@ from redis.typing import EncodableT, FieldT
 from orchestrator import keys
 from orchestrator.keys import text
 from orchestrator.lifecycle import Progress
-from orchestrator.models import Outcome
+from orchestrator.models import CancelJob, Outcome
 
-# KEYS: outcome, stream, job state, inflight. ARGV: outcome json, keep_s, maxlen, channel,
-# job_id, fields... (flat field/value pairs for the stream entry).
+# KEYS: outcome, stream, job state, inflight, bulk record, bulk outcomes (the last two
+# are placeholders for a job without a bulk). ARGV: outcome json, keep_s, maxlen, channel,
+# job_id, result, has bulk (1/0), fields... (flat field/value pairs for the stream entry).
 _PUBLISH = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
 redis.call('PUBLISH', ARGV[4], ARGV[1])
 redis.call('DEL', KEYS[3])
 if redis.call('GET', KEYS[4]) == ARGV[5] then
   redis.call('DEL', KEYS[4])
 end
+if ARGV[7] == '1' then
+  redis.call('HINCRBY', KEYS[5], 'result:' .. ARGV[6], 1)
+  redis.call('HINCRBY', KEYS[5], 'done', 1)
+  redis.call('RPUSH', KEYS[6], ARGV[1])
+  redis.call('EXPIRE', KEYS[6], ARGV[2])
+end
 return 1
 """
 
 
-# KEYS: outcome, job state. ARGV: now_s, progress_keep_s.
+# KEYS: outcome, job state, bulk record (a placeholder without a bulk).
+# ARGV: now_s, progress_keep_s.
 _BEGIN = """
 local done = redis.call('GET', KEYS[1])
 if done then
   return {'outcome', done}
+end
+if redis.call('HGET', KEYS[3], 'status') == 'aborted' then
+  return {'aborted'}
 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HSET', KEYS[2], 'started_at', ARGV[1])
@@ -52,6 +63,13 @@ local progress = redis.call('HGETALL', KEYS[2])
 table.insert(progress, 1, 'progress')
 return progress
 """
+
+
+_NO_BULK = f"{keys.PREFIX}:no-bulk"  # a key no script writes: scripts must name every key
+
+
+def _bulk_key(bulk_id: str | None) -> str:
+    return keys.bulk(bulk_id) if bulk_id else _NO_BULK
 
 
 class OutcomeStore:
@@ -82,12 +100,15 @@ class OutcomeStore:
             "outcome": body,
         }
         flat: list[str | int] = [item for pair in entry.items() for item in pair]
+        bulk_id = outcome.bulk_id
         published = self._publish(
             keys=[
                 keys.outcome(outcome.job_id),
                 keys.OUTCOME_STREAM,
                 keys.job_state(outcome.job_id),
                 keys.inflight(provider, outcome.thread_id, outcome.run_id),
+                _bulk_key(bulk_id),
+                keys.bulk_outcomes(bulk_id) if bulk_id else _NO_BULK,
             ],
             args=[
                 body,
@@ -95,18 +116,23 @@ class OutcomeStore:
                 self._stream_maxlen,
                 keys.OUTCOME_CHANNEL,
                 outcome.job_id,
+                outcome.result.value,
+                1 if bulk_id else 0,
                 *flat,
             ],
         )
         return bool(published)
 
-    def begin(self, job_id: str, now_s: float) -> Outcome | Progress:
-        """One round trip at a job's start: its outcome if it has one, else its progress
-        (saved now, with `now_s` as its start, if this is the first delivery)."""
+    def begin(self, job: CancelJob, now_s: float) -> Outcome | Progress | None:
+        """One round trip at a job's start: its outcome if it has one; None if its bulk job
+        was aborted; else its progress (saved now, with `now_s` as its start, if this is the
+        first delivery)."""
         reply = self._begin(
-            keys=[keys.outcome(job_id), keys.job_state(job_id)],
+            keys=[keys.outcome(job.job_id), keys.job_state(job.job_id), _bulk_key(job.bulk_id)],
             args=[repr(now_s), self._progress_keep_s],
         )
+        if reply[0] == b"aborted":
+            return None
         if reply[0] == b"outcome":
             return Outcome.model_validate_json(reply[1])
         fields = {text(k): text(v) for k, v in zip(reply[1::2], reply[2::2], strict=True)}

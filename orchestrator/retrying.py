@@ -88,18 +88,12 @@ def call_with_retries(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     rand: Callable[[], float] = random.random,
-    on_attempt: Callable[[], None] | None = None,
 ) -> T:
     """Call `fn` until it succeeds or the policy gives up; then raise its last error.
 
     `clock` gives epoch seconds and `deadline_at` is on that clock; `sleep` and `rand` are
     injected so that tests can collect the waits without waiting.
     """
-
-    def attempt() -> T:
-        if on_attempt is not None:
-            on_attempt()
-        return fn()
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_retryable),
@@ -111,4 +105,4 @@ def call_with_retries(
         sleep=sleep,
         reraise=True,
     )
-    return retrying(attempt)
+    return retrying(fn)

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     poll_first_s: float = Field(default=0.25, gt=0)
     poll_max_s: float = Field(default=1.0, gt=0)  # the SDK polls every 1 s
 
+    # --- the shared rate limit (all workers, all machines) ----------------------------------
+    # Requests per second to the provider, across every worker; 0 turns the limit off.
+    rate_limit_rps: float = Field(default=100.0, ge=0)
+    # How far ahead of its even spacing a request may go (a small burst absorbs jitter).
+    rate_burst_s: float = Field(default=0.05, ge=0)
+
     # --- the worker ------------------------------------------------------------------------
     worker_concurrency: int = Field(default=1000, ge=1, le=10_000)
     log_json: bool = False

@@ -16,9 +16,10 @@ from orchestrator.settings import Settings, get_settings
 CANCEL_TASK = "runctl.cancel"
 
 
-def make_app(settings: Settings) -> Celery:
+def make_app(settings: Settings, *, results: bool = True) -> Celery:
+    """The Celery app; `results=False` for producers, which never read Celery results."""
     url = settings.redis_url.get_secret_value()
-    app = Celery("runctl", broker=url, backend=url, include=["workers.tasks"])
+    app = Celery("runctl", broker=url, backend=url if results else None, include=["workers.tasks"])
     app.conf.update(
         task_serializer="json",
         result_serializer="json",

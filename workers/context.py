@@ -16,6 +16,7 @@ from orchestrator.lifecycle import Lifecycle, PollPolicy
 from orchestrator.models import Provider
 from orchestrator.outcomes import OutcomeStore
 from orchestrator.providers import make_provider
+from orchestrator.ratelimit import RateLimiter
 from orchestrator.retrying import RetryPolicy
 from orchestrator.settings import Settings
 
@@ -35,6 +36,15 @@ def redis_client(
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
     return redis.Redis(connection_pool=pool)
+
+
+def rate_limiter(client: redis.Redis, settings: Settings, provider: Provider) -> RateLimiter:
+    return RateLimiter(
+        client,
+        provider=provider.value,
+        rate_limit_rps=settings.rate_limit_rps,
+        burst_s=settings.rate_burst_s,
+    )
 
 
 class WorkerContext:
@@ -65,6 +75,7 @@ class WorkerContext:
                 poll_policy=poll_policy,
                 clock=time.time,
                 sleep=time.sleep,  # gevent patches it: a sleeping job yields its greenlet
+                gate=rate_limiter(self.redis, settings, provider),
             )
             for provider in Provider
         }

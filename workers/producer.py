@@ -7,14 +7,17 @@ outcome = producer.wait(submitted.job_id, timeout_s=60)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
 
-from orchestrator.jobs import Submitted, build_job, submit
+from orchestrator.bulk import BulkStore, enqueue, new_bulk_id
+from orchestrator.jobs import Submitted, build_job, submit_many
 from orchestrator.models import CancelJob, Outcome
 from orchestrator.outcomes import wait_for_outcome
 from orchestrator.settings import Settings
+from orchestrator.targets import Problem, Target
 from workers.app import CANCEL_TASK, make_app
 from workers.context import redis_client
 
@@ -24,20 +27,69 @@ class Producer:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._app = make_app(settings)
+        # No result backend here: producers wait on outcomes, never on Celery results, and
+        # a backend would subscribe to each task's result channel as it is sent.
+        self._app = make_app(settings, results=False)
         # An operator's command should fail fast, not ride out a Redis restart like a worker.
         self._redis = redis_client(settings, max_connections=8, retries=2)
+        self.bulks = BulkStore(self._redis, keep_s=settings.outcome_keep_s)
 
     def cancel(self, thread_id: str, run_id: str, **fields: Any) -> Submitted:
         """Queue a cancel of one run; raises InvalidInput naming the bad field, queues nothing."""
         fields.setdefault("deadline_s", self._settings.default_deadline_s)
-        return submit(
-            build_job(thread_id=thread_id, run_id=run_id, **fields),
+        return self.cancel_many([build_job(thread_id=thread_id, run_id=run_id, **fields)])[0]
+
+    def cancel_many(self, jobs: Sequence[CancelJob]) -> list[Submitted]:
+        """Queue many jobs in a few round trips; runs already in flight keep their job."""
+        return submit_many(
+            jobs,
             client=self._redis,
             send=self._send,
             inflight_ttl_s=self._settings.inflight_ttl_s,
             max_deadline_s=self._settings.max_deadline_s,
         )
+
+    def bulk_cancel(
+        self,
+        targets: Iterable[Target | Problem],
+        *,
+        on_problem: Callable[[Problem], None],
+        reason: str = "",
+        requested_by: str = "",
+        source: str = "",
+        deadline_s: float | None = None,
+        rate_limit_rps: float | None = None,
+    ) -> str:
+        """Start a bulk job over `targets` (streamed) and return its id once all are queued.
+
+        A bad line or thread goes to `on_problem` and is counted; it never stops the others.
+        """
+        deadline = deadline_s or self._settings.default_deadline_s
+        build_job(thread_id="t", run_id="r", deadline_s=deadline)  # refuse a bad deadline early
+        bulk_id = new_bulk_id()
+        self.bulks.create(
+            bulk_id, source=source, requested_by=requested_by, rate_limit_rps=rate_limit_rps
+        )
+
+        def make_job(target: Target) -> CancelJob:
+            return CancelJob(
+                thread_id=target.thread_id,
+                run_id=target.run_id,
+                reason=target.reason or reason,
+                requested_by=requested_by,
+                deadline_s=deadline,
+                bulk_id=bulk_id,
+            )
+
+        enqueue(
+            bulk_id,
+            targets,
+            store=self.bulks,
+            make_job=make_job,
+            submit_many=self.cancel_many,
+            on_problem=on_problem,
+        )
+        return bulk_id
 
     @property
     def redis(self) -> redis.Redis:
@@ -53,10 +105,16 @@ class Producer:
     def close(self) -> None:
         self._redis.close()
 
-    def _send(self, job: CancelJob) -> None:
-        self._app.send_task(
-            CANCEL_TASK,
-            args=[job.model_dump(mode="json")],
-            task_id=job.job_id,
-            queue=self._settings.queue_name,
-        )
+    def _send(self, jobs: Sequence[CancelJob]) -> None:
+        """One pipelined write for the whole batch (kombu's publish batch)."""
+        if not jobs:
+            return
+        with self._app.producer_or_acquire() as producer, producer.batch(max_size=len(jobs)):
+            for job in jobs:
+                self._app.send_task(
+                    CANCEL_TASK,
+                    args=[job.model_dump(mode="json")],
+                    task_id=job.job_id,
+                    queue=self._settings.queue_name,
+                    producer=producer,
+                )

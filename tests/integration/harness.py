@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import SecretStr
 
+from orchestrator.bulk import BulkRecord
 from orchestrator.models import Outcome
 from orchestrator.settings import Settings
 from orchestrator.simulator import SimulatorHandle
@@ -188,3 +189,14 @@ def outcome_of(producer: Any, job_id: str, timeout_s: float = 60.0) -> Outcome:
     assert outcome is not None, f"no outcome for {job_id} within {timeout_s} s"
     assert isinstance(outcome, Outcome)
     return outcome
+
+
+def wait_for_bulk(producer: Any, bulk_id: str, *, timeout_s: float) -> BulkRecord:
+    """The bulk job's record once every queued job has its outcome."""
+
+    def finished() -> BulkRecord | None:
+        record = producer.bulks.get(bulk_id)
+        assert record is None or isinstance(record, BulkRecord)
+        return record if record is not None and record.finished else None
+
+    return wait_for(finished, timeout_s=timeout_s, what=f"bulk job {bulk_id}")

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from orchestrator import keys
-from orchestrator.models import Outcome, Result
+from orchestrator.lifecycle import Progress
+from orchestrator.models import CancelJob, Outcome, Result
 from orchestrator.outcomes import OutcomeStore
 
 pytestmark = pytest.mark.integration
@@ -57,15 +58,16 @@ def test_publishing_leaves_another_jobs_in_flight_marker_alone(redis_client: red
 
 def test_begin_returns_the_outcome_or_the_saved_progress(redis_client: redis.Redis) -> None:
     store = OutcomeStore(redis_client, stream_maxlen=10_000, keep_s=60, progress_keep_s=60)
-    job_id = "job_begin"
+    job = CancelJob(job_id="job_begin", thread_id="thread_1", run_id="run_1")
+    job_id = job.job_id
     redis_client.delete(keys.outcome(job_id), keys.job_state(job_id))
-    first = store.begin(job_id, 100.0)
-    assert not isinstance(first, Outcome)
+    first = store.begin(job, 100.0)
+    assert isinstance(first, Progress)
     assert first.started_at == 100.0
-    again = store.begin(job_id, 200.0)
-    assert not isinstance(again, Outcome)
+    again = store.begin(job, 200.0)
+    assert isinstance(again, Progress)
     assert again.started_at == 100.0  # the deadline counts from the first start
     assert 0 < redis_client.ttl(keys.job_state(job_id)) <= 60
     store.publish(an_outcome(job_id, Result.CANCELLED), provider="assistants")
-    assert isinstance(store.begin(job_id, 300.0), Outcome)
+    assert isinstance(store.begin(job, 300.0), Outcome)
     assert not redis_client.exists(keys.job_state(job_id))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from orchestrator.lifecycle import Lifecycle, PollPolicy, Progress
 from orchestrator.models import CancelJob, Outcome, Result
 from orchestrator.providers.base import ProviderError, ProviderUnreachable
+from orchestrator.ratelimit import Reservation
 from orchestrator.retrying import RetryPolicy
 from tests.unit.fakes import START_S, FakeClock, ScriptedProvider, cannot_cancel, reply
 
@@ -252,3 +253,89 @@ def test_an_internal_error_becomes_an_error_outcome_naming_only_its_type() -> No
     assert outcome.error is not None
     assert outcome.error.message == "internal error: KeyError"
     assert "secret" not in outcome.model_dump_json()
+
+
+class FakeGate:
+    """Hands out the scripted turns in order (the last one repeats) and records pauses."""
+
+    def __init__(self, *turns: Reservation) -> None:
+        self.turns = list(turns)
+        self.asked: list[float] = []
+        self.pauses: list[float] = []
+
+    def reserve(self, *, bulk_id: str | None, max_wait_s: float) -> Reservation:
+        self.asked.append(max_wait_s)
+        return self.turns.pop(0) if len(self.turns) > 1 else self.turns[0]
+
+    def pause(self, delay_s: float) -> None:
+        self.pauses.append(delay_s)
+
+
+def run_gated(
+    provider: ScriptedProvider, gate: FakeGate
+) -> tuple[Outcome, FakeClock, list[Progress]]:
+    clock = FakeClock()
+    saved: list[Progress] = []
+    lifecycle = Lifecycle(
+        provider=provider,
+        retry_policy=RetryPolicy(max_attempts=4, backoff_initial_s=0.5),
+        poll_policy=PollPolicy(first_s=0.25, max_s=1.0),
+        clock=clock,
+        sleep=clock.sleep,
+        rand=lambda: 0.0,
+        gate=gate,
+    )
+    return lifecycle.run(JOB, Progress(started_at=START_S), saved.append), clock, saved
+
+
+def test_each_request_waits_for_its_turn() -> None:
+    provider = ScriptedProvider(cancels=[reply("cancelling")], retrieves=[reply("cancelled")])
+    gate = FakeGate(Reservation(wait_s=0.4), Reservation(wait_s=0.1))
+    outcome, clock, _ = run_gated(provider, gate)
+    assert outcome.result is Result.CANCELLED
+    assert clock.sleeps == [0.4, 0.25, 0.1]  # turn, poll interval, turn
+
+
+def test_a_job_far_back_in_line_asks_again_instead_of_holding_a_slot() -> None:
+    provider = ScriptedProvider(cancels=[reply("cancelled")])
+    gate = FakeGate(Reservation(wait_s=5.0, in_time=False), Reservation(wait_s=0.3))
+    outcome, clock, _ = run_gated(provider, gate)
+    assert outcome.result is Result.CANCELLED
+    assert clock.sleeps == [4.5, 0.3]
+    assert gate.asked == [1.0, 1.0]  # never reserves more than a horizon ahead
+
+
+def test_an_aborted_bulk_job_sends_nothing_and_ends_skipped() -> None:
+    provider = ScriptedProvider()
+    outcome, _, saved = run_gated(provider, FakeGate(Reservation(wait_s=0, aborted=True)))
+    assert outcome.result is Result.SKIPPED
+    assert provider.calls == []
+    assert outcome.cancel_attempts == 0
+    assert saved == []
+
+
+def test_abort_while_polling_stops_polling_and_keeps_the_last_status() -> None:
+    provider = ScriptedProvider(cancels=[reply("cancelling")], retrieves=[reply("cancelling")])
+    gate = FakeGate(Reservation(0), Reservation(0), Reservation(0, aborted=True))
+    outcome, _, _ = run_gated(provider, gate)
+    assert outcome.result is Result.SKIPPED
+    assert outcome.final_status == "cancelling"
+    assert provider.calls == ["cancel", "retrieve"]
+
+
+def test_no_slot_before_the_deadline_is_an_error_without_a_request() -> None:
+    provider = ScriptedProvider()
+    outcome, _, _ = run_gated(provider, FakeGate(Reservation(wait_s=100.0, in_time=False)))
+    assert outcome.result is Result.ERROR
+    assert outcome.error is not None
+    assert outcome.error.type == "rate_limited_here"
+    assert provider.calls == []
+
+
+def test_a_429_with_a_delay_pauses_every_worker() -> None:
+    limited = ProviderError("Rate limit", http_status=429, retry_after_s=2.0)
+    quota = ProviderError("quota", http_status=429, code="insufficient_quota", retry_after_s=9.0)
+    gate = FakeGate(Reservation(0))
+    run_gated(ScriptedProvider(cancels=[limited, reply("cancelled")]), gate)
+    run_gated(ScriptedProvider(cancels=[quota]), gate)
+    assert gate.pauses == [2.0]  # a quota 429 pauses nobody: waiting will not heal it

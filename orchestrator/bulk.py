@@ -1,0 +1,199 @@
+"""Bulk jobs: many cancels under one id, with a durable record, abort, and a report.
+
+The record is a Redis hash (`keys.bulk`): counters the enqueuer adds batch by batch, and
+per-result counters the publish script adds as each job's outcome lands (`outcomes.py`),
+so `status` is one HGETALL however large the bulk job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from itertools import islice
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator import keys
+from orchestrator.jobs import Submitted
+from orchestrator.keys import text
+from orchestrator.models import CancelJob, Outcome, Result
+from orchestrator.targets import Problem, Target
+
+BATCH_SIZE = 500
+
+# KEYS: the bulk's seen set. ARGV: members. Returns 1 per member new to the set, else 0.
+_FIRST_SIGHTINGS = """
+local new = {}
+for i, member in ipairs(ARGV) do
+  new[i] = redis.call('SADD', KEYS[1], member)
+end
+return new
+"""
+
+
+class BulkStatus(StrEnum):
+    ENQUEUEING = "enqueueing"  # targets are still being read and queued
+    RUNNING = "running"  # everything is queued; outcomes are arriving
+    ABORTED = "aborted"  # nothing more is sent; jobs not yet done end `skipped`
+
+
+class BulkRecord(BaseModel):
+    """Where a bulk job stands. `seen` = queued + repeated + in_flight_elsewhere."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bulk_id: str
+    status: BulkStatus
+    created_at: datetime
+    requested_by: str = ""
+    source: str = ""
+    rate_limit_rps: float | None = None
+    seen: int = 0  # valid targets read so far
+    queued: int = 0  # jobs queued
+    repeated: int = 0  # listed again in this bulk job: cancelled once
+    in_flight_elsewhere: int = 0  # a job from elsewhere already had the run
+    invalid: int = 0  # lines or threads refused
+    done: int = 0  # outcomes published
+    results: dict[Result, int] = {}
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not BulkStatus.ENQUEUEING and self.done >= self.queued
+
+
+def new_bulk_id() -> str:
+    return f"bulk_{uuid.uuid4().hex}"
+
+
+class BulkStore:
+    """The bulk records in Redis."""
+
+    def __init__(self, client: redis.Redis, *, keep_s: int) -> None:
+        self._redis = client
+        self._keep_s = keep_s
+        self._first_sightings = client.register_script(_FIRST_SIGHTINGS)
+
+    def create(
+        self, bulk_id: str, *, source: str, requested_by: str, rate_limit_rps: float | None
+    ) -> None:
+        mapping: dict[str | bytes, str | float] = {
+            "status": BulkStatus.ENQUEUEING.value,
+            "created_at": datetime.now(UTC).isoformat(),
+            "source": source[:500],
+            "requested_by": requested_by[:200],
+        }
+        if rate_limit_rps:
+            mapping["rate_limit_rps"] = rate_limit_rps
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(keys.bulk(bulk_id), mapping=mapping)  # type: ignore[arg-type]
+        pipe.expire(keys.bulk(bulk_id), self._keep_s)
+        pipe.execute()
+
+    def get(self, bulk_id: str) -> BulkRecord | None:
+        raw = self._redis.hgetall(keys.bulk(bulk_id))
+        if not raw:
+            return None
+        fields = {text(k): text(v) for k, v in raw.items()}
+        results = {
+            Result(name.removeprefix("result:")): int(count)
+            for name, count in fields.items()
+            if name.startswith("result:")
+        }
+        counters = ("seen", "queued", "repeated", "in_flight_elsewhere", "invalid", "done")
+        rate = fields.get("rate_limit_rps")
+        return BulkRecord(
+            bulk_id=bulk_id,
+            status=BulkStatus(fields["status"]),
+            created_at=datetime.fromisoformat(fields["created_at"]),
+            requested_by=fields.get("requested_by", ""),
+            source=fields.get("source", ""),
+            rate_limit_rps=float(rate) if rate else None,
+            results=results,
+            **{name: int(fields.get(name, 0)) for name in counters},
+        )
+
+    def abort(self, bulk_id: str) -> BulkRecord | None:
+        """Stop a bulk job: nothing more is sent for it. None if there is no such job."""
+        if not self._redis.exists(keys.bulk(bulk_id)):
+            return None
+        self._redis.hset(keys.bulk(bulk_id), "status", BulkStatus.ABORTED.value)
+        return self.get(bulk_id)
+
+    def first_sightings(self, bulk_id: str, targets: Sequence[Target]) -> list[bool]:
+        """For each target, whether this bulk job sees its run for the first time."""
+        if not targets:
+            return []
+        members = [f"{t.thread_id}:{t.run_id}" for t in targets]
+        reply: Any = self._first_sightings(keys=[keys.bulk_seen(bulk_id)], args=members)
+        self._redis.expire(keys.bulk_seen(bulk_id), self._keep_s)
+        return [bool(flag) for flag in reply]
+
+    def add(self, bulk_id: str, **counts: int) -> None:
+        """Add to the enqueue counters, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name, value in counts.items():
+            if value:
+                pipe.hincrby(keys.bulk(bulk_id), name, value)
+        pipe.execute()
+
+    def enqueued(self, bulk_id: str) -> None:
+        """Everything is queued: the bulk job runs (unless it was aborted meanwhile)."""
+        self._redis.hsetnx(keys.bulk(bulk_id), "enqueued_at", datetime.now(UTC).isoformat())
+        if self.status(bulk_id) is BulkStatus.ENQUEUEING:
+            self._redis.hset(keys.bulk(bulk_id), "status", BulkStatus.RUNNING.value)
+
+    def status(self, bulk_id: str) -> BulkStatus | None:
+        raw = self._redis.hget(keys.bulk(bulk_id), "status")
+        return None if raw is None else BulkStatus(text(raw))
+
+    def outcomes(self, bulk_id: str, *, chunk: int = 1000) -> Iterator[Outcome]:
+        """Every published outcome of the bulk job, in the order they landed."""
+        start = 0
+        while True:
+            rows: Any = self._redis.lrange(keys.bulk_outcomes(bulk_id), start, start + chunk - 1)
+            for row in rows:
+                yield Outcome.model_validate_json(row)
+            if len(rows) < chunk:
+                return
+            start += chunk
+
+
+def enqueue(
+    bulk_id: str,
+    targets: Iterable[Target | Problem],
+    *,
+    store: BulkStore,
+    make_job: Callable[[Target], CancelJob],
+    submit_many: Callable[[Sequence[CancelJob]], list[Submitted]],
+    on_problem: Callable[[Problem], None],
+    batch_size: int = BATCH_SIZE,
+) -> BulkStatus | None:
+    """Stream `targets` into queued jobs, `batch_size` at a time: a few round trips per
+    batch, never one per run, and never the whole input in memory. Stops early if the bulk
+    job is aborted meanwhile. Returns the bulk job's status at the end."""
+    stream = iter(targets)
+    while batch := list(islice(stream, batch_size)):
+        if store.status(bulk_id) is BulkStatus.ABORTED:
+            break
+        good = [t for t in batch if isinstance(t, Target)]
+        for problem in (p for p in batch if isinstance(p, Problem)):
+            on_problem(problem)
+        fresh = [
+            t for t, new in zip(good, store.first_sightings(bulk_id, good), strict=True) if new
+        ]
+        submitted = submit_many([make_job(t) for t in fresh])
+        elsewhere = sum(1 for s in submitted if s.duplicate)
+        store.add(
+            bulk_id,
+            seen=len(good),
+            queued=len(submitted) - elsewhere,
+            repeated=len(good) - len(fresh),
+            in_flight_elsewhere=elsewhere,
+            invalid=len(batch) - len(good),
+        )
+    store.enqueued(bulk_id)
+    return store.status(bulk_id)

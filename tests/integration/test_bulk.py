@@ -1,0 +1,148 @@
+"""Bulk jobs end to end: a real worker, Redis and the simulator over HTTP.
+
+Given runs on the simulator and a file or threads naming them, when a bulk job runs,
+then its record adds up, each run is cancelled once, and the simulator saw it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.bulk import BulkRecord, BulkStatus
+from orchestrator.models import Result
+from orchestrator.targets import Target
+from tests.integration.harness import Deployment, Sim, Worker, wait_for, wait_for_bulk
+from workers.producer import Producer
+
+pytestmark = pytest.mark.integration
+
+
+def runctl(
+    deployment: Deployment, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        env=deployment.env(),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def last_json(stdout: str) -> dict[str, Any]:
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    parsed: dict[str, Any] = json.loads(lines[-1])
+    return parsed
+
+
+def test_a_bulk_job_from_a_file_counts_every_line(
+    sim: Sim, deployment: Deployment, worker: Worker, tmp_path: Path
+) -> None:
+    stuck = sim.seed(20, status="in_progress")
+    done = sim.seed(5, status="completed")
+    lines = [json.dumps({"thread_id": t, "run_id": r, "reason": "incident 42"}) for t, r in stuck]
+    lines += [json.dumps({"thread_id": t, "run_id": r}) for t, r in done]
+    lines.insert(3, "not json at all")  # line 4
+    lines.insert(7, json.dumps({"thread_id": "../etc", "run_id": "run_1"}))  # line 8
+    lines.append(lines[0])  # the same run again: cancelled once
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    finished = runctl(deployment, "bulk-cancel", str(path), "--wait", "--json")
+
+    assert finished.returncode == 0, finished.stderr
+    problems = [json.loads(x)["problem"] for x in finished.stdout.splitlines() if '"problem"' in x]
+    assert [(p["where"], p["field"]) for p in problems] == [
+        ("line 4", "line"),
+        ("line 8", "thread_id"),
+    ]
+    record = BulkRecord.model_validate(last_json(finished.stdout))
+    assert record.status is BulkStatus.RUNNING
+    assert (record.queued, record.repeated, record.invalid, record.done) == (25, 1, 2, 25)
+    assert record.results == {Result.CANCELLED: 20, Result.ALREADY_TERMINAL: 5}
+    for _, run_id in stuck:
+        assert len(sim.requests(run_id=run_id, route="cancel_run")) == 1
+
+
+def test_a_csv_file_from_stdin_and_its_report(
+    sim: Sim, deployment: Deployment, worker: Worker
+) -> None:
+    runs = sim.seed(6, status="in_progress")
+    csv_text = "thread_id,run_id,reason\n" + "".join(f"{t},{r},csv\n" for t, r in runs)
+    finished = runctl(deployment, "bulk-cancel", "-", "--wait", "--json", stdin=csv_text)
+    assert finished.returncode == 0, finished.stderr
+    bulk_id = last_json(finished.stdout)["bulk_id"]
+
+    report = runctl(deployment, "bulk", "report", bulk_id, "--csv")
+    rows = report.stdout.splitlines()
+    assert rows[0].startswith("job_id,thread_id,run_id,result")
+    assert sorted(row.split(",")[2] for row in rows[1:]) == sorted(r for _, r in runs)
+    assert all(row.split(",")[3] == "cancelled" for row in rows[1:])
+
+
+def test_discovery_lists_every_page_and_keeps_matching_runs(
+    sim: Sim, deployment: Deployment, worker: Worker
+) -> None:
+    (thread_id, _), *_ = stuck = sim.seed(130, status="in_progress", runs_per_thread=1000)
+    sim.seed(4, status="completed", thread_id=thread_id)
+    sim.seed(3, status="requires_action", thread_id=thread_id)
+    finished = runctl(
+        deployment, "bulk-cancel", "--thread", thread_id, "--status", "in_progress",
+        "--wait", "--json",
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr
+    record = BulkRecord.model_validate(last_json(finished.stdout))
+    assert record.queued == len(stuck) == 130
+    assert record.results == {Result.CANCELLED: 130}
+    lists = sim.requests(thread_id=thread_id, route="list_runs")
+    assert len(lists) == 2  # 137 runs at 100 a page
+
+
+def test_a_dry_run_sends_no_cancel(sim: Sim, deployment: Deployment, worker: Worker) -> None:
+    (thread_id, _), *_ = sim.seed(12, status="in_progress", runs_per_thread=1000)
+    before = sim.stats()["cancels_received"]
+    listed = runctl(deployment, "bulk-cancel", "--thread", thread_id, "--dry-run", "--json")
+    assert listed.returncode == 0, listed.stderr
+    summary = last_json(listed.stdout)
+    assert summary == {"dry_run": True, "runs": 12, "problems": 0}
+    assert listed.stdout.count('"would_cancel"') == 12
+    assert sim.stats()["cancels_received"] == before
+
+
+def test_abort_leaves_the_jobs_not_yet_done_skipped(
+    sim: Sim, deployment: Deployment, worker: Worker
+) -> None:
+    runs = sim.seed(40, status="in_progress")
+    producer = Producer(deployment.settings())
+    # 2 requests a second for this bulk job: most jobs are still waiting for a slot.
+    bulk_id = producer.bulk_cancel(
+        (Target(t, r) for t, r in runs), on_problem=print, rate_limit_rps=2.0
+    )
+    wait_for(lambda: _done(producer, bulk_id) >= 1, timeout_s=30, what="a first outcome")
+    producer.bulks.abort(bulk_id)
+    record = wait_for_bulk(producer, bulk_id, timeout_s=60)
+    producer.close()
+    assert record.status is BulkStatus.ABORTED
+    assert record.done == record.queued == 40
+    assert record.results.get(Result.SKIPPED, 0) >= 30
+    assert sum(record.results.values()) == 40
+    outcomes = list(Producer(deployment.settings()).bulks.outcomes(bulk_id))
+    assert len(outcomes) == 40
+    for outcome in outcomes:  # nothing was sent for a job beyond what its outcome says
+        sent = sim.requests(run_id=outcome.run_id, route="cancel_run")
+        assert len(sent) == outcome.cancel_attempts, outcome
+    never_sent = [o for o in outcomes if o.result is Result.SKIPPED and o.cancel_attempts == 0]
+    assert len(never_sent) >= 30
+
+
+def _done(producer: Producer, bulk_id: str) -> int:
+    record = producer.bulks.get(bulk_id)
+    return 0 if record is None else record.done

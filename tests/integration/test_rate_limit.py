@@ -1,0 +1,107 @@
+"""The global rate limit holds across worker processes, as the provider measures it."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from orchestrator import keys
+from orchestrator.models import Result
+from orchestrator.ratelimit import RateLimiter
+from orchestrator.simulator import SimulatorConfig, start_in_thread
+from orchestrator.targets import Target
+from tests.integration.harness import (
+    Deployment,
+    Sim,
+    Worker,
+    new_api_key,
+    start_worker,
+    wait_for_bulk,
+)
+from workers.producer import Producer
+
+pytestmark = pytest.mark.integration
+
+LIMIT_RPS = 25.0
+RUNS = 90
+
+
+def database(url: str, number: int) -> str:
+    """The same server, another database, emptied: this test's rate keys are its own."""
+    other = url.rsplit("/", 1)[0] + f"/{number}"
+    client = redis.Redis.from_url(other)
+    client.flushdb()
+    client.close()
+    return other
+
+
+def test_reservations_are_spaced_by_the_rate(redis_url: str) -> None:
+    client = redis.Redis.from_url(database(redis_url, 12))
+    limiter = RateLimiter(client, provider="assistants", rate_limit_rps=100.0, burst_s=0.0)
+    waits = [limiter.reserve(bulk_id=None, max_wait_s=10).wait_s for _ in range(20)]
+    # Back to back, each slot is 10 ms after the one before (less the time the calls took).
+    assert waits[0] == 0.0
+    assert waits[-1] == pytest.approx(0.19, abs=0.05)
+    assert all(b >= a for a, b in itertools.pairwise(waits))
+    too_far = limiter.reserve(bulk_id=None, max_wait_s=0.01)
+    assert not too_far.in_time
+    limiter.pause(1.5)
+    assert limiter.reserve(bulk_id=None, max_wait_s=10).wait_s >= 1.4
+    assert 0 < client.pttl(keys.pause("assistants")) <= 1500
+    client.close()
+
+
+@pytest.fixture
+def limited(redis_url: str, tmp_path: Path) -> Iterator[tuple[Sim, Deployment]]:
+    api_key = new_api_key()
+    # The simulator enforces the same limit, as a provider would: any excess shows as 429s.
+    handle = start_in_thread(
+        SimulatorConfig(
+            api_key=api_key,
+            cancel_settle_min_s=0.1,
+            cancel_settle_max_s=0.3,
+            rate_limit_rps=LIMIT_RPS,
+        )
+    )
+    deployment = Deployment(
+        redis_url=database(redis_url, 13),
+        queue=f"runctl-limited-{uuid.uuid4().hex[:6]}",
+        api_key=api_key,
+        base_url=handle.base_url,
+        overrides={"RUNCTL_RATE_LIMIT_RPS": str(LIMIT_RPS)},
+    )
+    yield Sim(handle, api_key), deployment
+    handle.stop()
+
+
+def test_two_workers_share_one_limit(limited: tuple[Sim, Deployment], tmp_path: Path) -> None:
+    sim, deployment = limited
+    workers: list[Worker] = [start_worker(deployment, tmp_path) for _ in range(2)]
+    try:
+        runs = sim.seed(RUNS, status="in_progress")
+        producer = Producer(deployment.settings())
+        started = time.monotonic()
+        bulk_id = producer.bulk_cancel((Target(t, r) for t, r in runs), on_problem=print)
+        record = wait_for_bulk(producer, bulk_id, timeout_s=120)
+        elapsed_s = time.monotonic() - started
+        producer.close()
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert record.results == {Result.CANCELLED: RUNS}
+    stats = sim.stats()
+    requests = stats["requests_total"]
+    assert requests >= 2 * RUNS
+    # On average no faster than the limit (its first second may be a burst)...
+    assert elapsed_s >= (requests - LIMIT_RPS) / LIMIT_RPS
+    # ...and never enough faster for the provider's own bucket (a second's worth) to object.
+    assert stats["by_status"].get("429", 0) == 0
+    assert stats["max_rps_1s"] <= 2 * LIMIT_RPS
+    both = [w for w in workers if "outcome published" in w.log()]
+    assert len(both) == 2  # both workers took part
