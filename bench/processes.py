@@ -158,6 +158,10 @@ class SimulatorProcess:
         stats: dict[str, Any] = reply.raise_for_status().json()
         return stats
 
+    def reset(self) -> None:
+        """Forget every run, counter and logged request; the config (and its key) stays."""
+        httpx.post(f"{self.admin_url}/reset", json={}, timeout=60).raise_for_status()
+
 
 def start_simulator(
     stack: ExitStack, config: SimulatorConfig, *, log_dir: Path
@@ -191,6 +195,7 @@ class Deployment:
     api_key: str
     concurrency: int
     log_level: str = "WARNING"
+    rate_limit_rps: float = 0.0  # our global limit; 0 = off (the provider is not limited)
 
     def worker_env(self) -> dict[str, str]:
         """The parent's environment without any RUNCTL_/OPENAI_ setting, plus ours."""
@@ -201,6 +206,7 @@ class Deployment:
             OPENAI_BASE_URL=self.base_url,
             OPENAI_API_KEY=self.api_key,
             RUNCTL_LOG_LEVEL=self.log_level,
+            RUNCTL_RATE_LIMIT_RPS=str(self.rate_limit_rps),
             PYTHONUNBUFFERED="1",
         )
         return env

@@ -98,7 +98,7 @@ def bulk_cancel(
         )
         _print_line(json_output, {"bulk_id": bulk_id, **_counts(record)}, summary)
         if wait:
-            record = _follow(producer, bulk_id, json_output)
+            record = follow_bulk(producer, bulk_id, json_output=json_output)
     finally:
         producer.close()
     if wait:
@@ -252,12 +252,15 @@ def _dry_run(targets: Iterator[Target | Problem], json_output: bool) -> int:
     return 0
 
 
-def _follow(producer: Producer, bulk_id: str, json_output: bool) -> BulkRecord:
+def follow_bulk(
+    producer: Producer, bulk_id: str, *, json_output: bool, console: Console | None = None
+) -> BulkRecord:
+    """Show a live progress bar (per-result counts, rate) until the bulk job is done."""
     record = _record(producer, bulk_id)
     started = time.monotonic()
     columns = (TextColumn("[bold]{task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.description}"))  # fmt: skip
-    with Progress(*columns, console=err, disable=json_output) as bar:
+    with Progress(*columns, console=console or err, disable=json_output) as bar:
         task = bar.add_task("", total=max(1, record.queued), label="cancelling")
         while not record.finished:
             time.sleep(FOLLOW_INTERVAL_S)
@@ -274,7 +277,7 @@ def _follow(producer: Producer, bulk_id: str, json_output: bool) -> BulkRecord:
     if json_output:
         print(record.model_dump_json())
     else:
-        out.print(_table(record))
+        (console or out).print(_table(record))
     return record
 
 
@@ -289,7 +292,8 @@ def _exit_code(record: BulkRecord) -> int:
 
 
 def _table(record: BulkRecord) -> Table:
-    table = Table(title=f"{record.bulk_id} ({record.status.value})")
+    state = "finished" if record.finished and record.status is BulkStatus.RUNNING else None
+    table = Table(title=f"{record.bulk_id} ({state or record.status.value})")
     table.add_column("")
     table.add_column("runs", justify="right")
     for name, value in _counts(record).items():

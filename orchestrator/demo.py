@@ -12,22 +12,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-import redis
 from pydantic import SecretStr
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from orchestrator.cli_bulk import follow_bulk
 from orchestrator.embedded_redis import is_reachable, start_embedded
 from orchestrator.models import Outcome, Result
 from orchestrator.settings import Settings
 from orchestrator.simulator import SimulatorConfig, start_in_thread
-from orchestrator.watching import read_batch, stream_tail
+from orchestrator.targets import Target
 from workers.producer import Producer
 
 DEMO_KEY = "sim-demo-key"
@@ -154,25 +151,27 @@ def _cancel_all(
     console: Console,
 ) -> int:
     producer = Producer(settings)
-    if not _worker_ready(producer, worker):
-        console.print("[red]the worker did not start; see its log")
+    try:
+        if not _worker_ready(producer, worker):
+            console.print("[red]the worker did not start; see its log")
+            return 1
+        started = time.monotonic()
+        bulk_id = producer.bulk_cancel(
+            (Target(t, r) for t, r in targets),
+            on_problem=lambda p: console.print(f"skipped {p}"),
+            reason="demo: incident cleanup",
+            requested_by="runctl demo",
+            source="runctl demo",
+        )
+        console.print(f"bulk job {bulk_id}: {len(targets)} cancels queued")
+        record = follow_bulk(producer, bulk_id, json_output=False, console=console)
+        elapsed_s = time.monotonic() - started
+        outcomes = list(producer.bulks.outcomes(bulk_id))
+    finally:
         producer.close()
-        return 1
-    client = producer.redis
-    start_id = stream_tail(client)
-    started = time.monotonic()
-    pending = {
-        producer.cancel(thread_id, run_id, reason="demo: incident cleanup").job_id
-        for thread_id, run_id in targets
-    }
-    console.print(f"queued {len(pending)} cancel jobs")
-    outcomes = _follow(client, start_id, pending, worker, console)
-    elapsed_s = time.monotonic() - started
-    producer.close()
-    _summary(outcomes, len(targets), elapsed_s, console)
-    bad = {Result.ERROR, Result.REJECTED}
-    ok = len(outcomes) == len(targets) and not any(o.result in bad for o in outcomes)
-    return 0 if ok else 1
+    _summary(outcomes, elapsed_s, console)
+    bad = {Result.ERROR, Result.REJECTED, Result.TIMED_OUT}
+    return 0 if record.done == len(targets) and not any(o.result in bad for o in outcomes) else 1
 
 
 def _worker_ready(producer: Producer, worker: subprocess.Popen[bytes]) -> bool:
@@ -183,54 +182,13 @@ def _worker_ready(producer: Producer, worker: subprocess.Popen[bytes]) -> bool:
     return False
 
 
-def _follow(
-    client: redis.Redis,
-    last_id: str,
-    pending: set[str],
-    worker: subprocess.Popen[bytes],
-    console: Console,
-) -> list[Outcome]:
-    outcomes: list[Outcome] = []
-    counts: Counter[str] = Counter()
-    total = len(pending)
-    deadline = time.monotonic() + FOLLOW_TIMEOUT_S
-    columns = (
-        TextColumn("[bold]cancelling"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
+def _summary(outcomes: list[Outcome], elapsed_s: float, console: Console) -> None:
+    if not outcomes:
+        return
+    durations = sorted(o.duration_s for o in outcomes)
+    p50 = durations[len(durations) // 2]
+    p99 = durations[min(len(durations) - 1, int(len(durations) * 0.99))]
+    console.print(
+        f"{len(outcomes)} runs settled in {elapsed_s:.1f} s: {len(outcomes) / elapsed_s:.1f} "
+        f"runs/s, time to outcome p50 {p50:.2f} s, p99 {p99:.2f} s"
     )
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("", total=total)
-        while pending and time.monotonic() < deadline and worker.poll() is None:
-            last_id, batch = read_batch(client, last_id, block_ms=500)
-            for outcome in batch:
-                if outcome.job_id in pending:
-                    pending.discard(outcome.job_id)
-                    outcomes.append(outcome)
-                    counts[outcome.result.value] += 1
-            described = "  ".join(f"{name} {n}" for name, n in sorted(counts.items()))
-            bar.update(task, completed=total - len(pending), description=described)
-    if worker.poll() is not None:
-        console.print(f"[red]the worker exited with code {worker.returncode}; see its log")
-    elif pending:
-        console.print(f"[red]{len(pending)} jobs had no outcome after {FOLLOW_TIMEOUT_S:g} s")
-    return outcomes
-
-
-def _summary(outcomes: list[Outcome], total: int, elapsed_s: float, console: Console) -> None:
-    table = Table(title=f"{len(outcomes)} of {total} runs settled in {elapsed_s:.1f} s")
-    table.add_column("result")
-    table.add_column("runs", justify="right")
-    for result, n in Counter(o.result.value for o in outcomes).most_common():
-        table.add_row(result, str(n))
-    console.print(table)
-    if outcomes:
-        durations = sorted(o.duration_s for o in outcomes)
-        p50 = durations[len(durations) // 2]
-        p99 = durations[min(len(durations) - 1, int(len(durations) * 0.99))]
-        console.print(
-            f"throughput {len(outcomes) / elapsed_s:.1f} runs/s, time to outcome "
-            f"p50 {p50:.2f} s, p99 {p99:.2f} s"
-        )

@@ -18,8 +18,8 @@ from orchestrator.providers.base import ProviderError, ProviderReply, RunsProvid
 from orchestrator.ratelimit import Reservation
 from orchestrator.retrying import RetryPolicy, call_with_retries, is_retryable
 
-RESERVE_HORIZON_S = 1.0  # how far ahead a request may hold a rate-limit slot
-RECHECK_MIN_S = 0.05
+RESERVE_FLOOR_S = 1.0  # the least a request may wait for its rate-limit slot
+ABORT_RECHECK_S = 0.5  # a bulk job's request that waited this long checks for an abort
 
 _CANNOT_CANCEL = re.compile(r"Cannot cancel run with status '([A-Za-z_]+)'")
 
@@ -43,7 +43,7 @@ class Progress:
 class PollPolicy:
     """Polling cadence when the server gives no `openai-poll-after-ms` hint."""
 
-    first_s: float = 0.25
+    first_s: float = 1.0
     max_s: float = 1.0
 
     def interval_s(self, polls_done: int, hint_s: float | None) -> float:
@@ -75,6 +75,8 @@ class Gate(Protocol):
 
     def pause(self, delay_s: float) -> None: ...
 
+    def aborted(self, bulk_id: str) -> bool: ...
+
 
 class _OpenGate:
     """No limit: every request may go at once."""
@@ -84,6 +86,9 @@ class _OpenGate:
 
     def pause(self, delay_s: float) -> None:
         pass
+
+    def aborted(self, bulk_id: str) -> bool:
+        return False
 
 
 OPEN_GATE: Gate = _OpenGate()
@@ -258,31 +263,26 @@ class Lifecycle:
     ) -> ProviderReply:
         """One request, in its turn under the shared rate limit.
 
-        Slots are reserved at most `RESERVE_HORIZON_S` ahead: a job further back in line
-        sleeps and asks again, so it never holds a slot it may not use, and it sees an
-        abort before it sends anything.
+        The slot is reserved in one call and waited for; a bulk job's request that waited
+        long looks again whether its bulk job was aborted meanwhile, so that nothing more
+        is sent for it. Even at the deadline a request may wait `RESERVE_FLOOR_S` for its
+        slot (a job resumed late still gets its one look).
         """
-        while True:
-            # Even at the deadline a request may wait one horizon for its slot (a job
-            # resumed late still gets its one look).
-            remaining_s = max(deadline_at - self.clock(), RESERVE_HORIZON_S)
-            turn = self.gate.reserve(
-                bulk_id=job.bulk_id, max_wait_s=min(remaining_s, RESERVE_HORIZON_S)
+        remaining_s = max(deadline_at - self.clock(), RESERVE_FLOOR_S)
+        turn = self.gate.reserve(bulk_id=job.bulk_id, max_wait_s=remaining_s)
+        if turn.aborted:
+            raise BulkAborted
+        if not turn.in_time:
+            raise ProviderError(
+                f"no request slot under the rate limit before the deadline "
+                f"(next in {turn.wait_s:g} s)",
+                type="rate_limited_here",
+                should_retry=True,
             )
-            if turn.aborted:
-                raise BulkAborted
-            if turn.in_time:
-                break
-            if turn.wait_s >= remaining_s:
-                raise ProviderError(
-                    f"no request slot under the rate limit before the deadline "
-                    f"(next in {turn.wait_s:g} s)",
-                    type="rate_limited_here",
-                    should_retry=True,
-                )
-            self.sleep(max(RECHECK_MIN_S, turn.wait_s - RESERVE_HORIZON_S / 2))
         if turn.wait_s > 0:
             self.sleep(turn.wait_s)
+            if job.bulk_id and turn.wait_s >= ABORT_RECHECK_S and self.gate.aborted(job.bulk_id):
+                raise BulkAborted
         count()  # only requests really sent are counted (and checkpointed)
         try:
             return fn()

@@ -87,6 +87,7 @@ class RateLimiter:
     def __init__(
         self, client: redis.Redis, *, provider: str, rate_limit_rps: float | None, burst_s: float
     ) -> None:
+        self._client = client
         self._provider = provider
         self._interval_ms = 0.0 if not rate_limit_rps else 1000.0 / rate_limit_rps
         self._burst_ms = burst_s * 1000.0
@@ -110,3 +111,7 @@ class RateLimiter:
     def pause(self, delay_s: float) -> None:
         """The provider asked to wait: every worker's next reservation starts after this."""
         self._pause(keys=[keys.pause(self._provider)], args=[max(1, int(delay_s * 1000))])
+
+    def aborted(self, bulk_id: str) -> bool:
+        """Whether the bulk job was aborted (checked again after a long wait for a slot)."""
+        return bool(self._client.hget(keys.bulk(bulk_id), "status") == b"aborted")

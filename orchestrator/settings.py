@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     # A delay the server asks for is waited in full; beyond this (or the deadline) the
     # request gives up instead.
     server_delay_max_s: float = Field(default=300.0, gt=0)
-    poll_first_s: float = Field(default=0.25, gt=0)
+    # The first look comes after most cancels have settled: a cancel usually takes about a
+    # second, and under a rate limit every early poll costs a slot another run needed.
+    poll_first_s: float = Field(default=1.0, gt=0)
     poll_max_s: float = Field(default=1.0, gt=0)  # the SDK polls every 1 s
 
     # --- the shared rate limit (all workers, all machines) ----------------------------------

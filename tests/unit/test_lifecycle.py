@@ -258,10 +258,12 @@ def test_an_internal_error_becomes_an_error_outcome_naming_only_its_type() -> No
 class FakeGate:
     """Hands out the scripted turns in order (the last one repeats) and records pauses."""
 
-    def __init__(self, *turns: Reservation) -> None:
+    def __init__(self, *turns: Reservation, aborted_later: bool = False) -> None:
         self.turns = list(turns)
         self.asked: list[float] = []
         self.pauses: list[float] = []
+        self.aborted_later = aborted_later
+        self.abort_checks = 0
 
     def reserve(self, *, bulk_id: str | None, max_wait_s: float) -> Reservation:
         self.asked.append(max_wait_s)
@@ -270,9 +272,13 @@ class FakeGate:
     def pause(self, delay_s: float) -> None:
         self.pauses.append(delay_s)
 
+    def aborted(self, bulk_id: str) -> bool:
+        self.abort_checks += 1
+        return self.aborted_later
+
 
 def run_gated(
-    provider: ScriptedProvider, gate: FakeGate
+    provider: ScriptedProvider, gate: FakeGate, job: CancelJob = JOB
 ) -> tuple[Outcome, FakeClock, list[Progress]]:
     clock = FakeClock()
     saved: list[Progress] = []
@@ -285,7 +291,7 @@ def run_gated(
         rand=lambda: 0.0,
         gate=gate,
     )
-    return lifecycle.run(JOB, Progress(started_at=START_S), saved.append), clock, saved
+    return lifecycle.run(job, Progress(started_at=START_S), saved.append), clock, saved
 
 
 def test_each_request_waits_for_its_turn() -> None:
@@ -296,13 +302,26 @@ def test_each_request_waits_for_its_turn() -> None:
     assert clock.sleeps == [0.4, 0.25, 0.1]  # turn, poll interval, turn
 
 
-def test_a_job_far_back_in_line_asks_again_instead_of_holding_a_slot() -> None:
-    provider = ScriptedProvider(cancels=[reply("cancelled")])
-    gate = FakeGate(Reservation(wait_s=5.0, in_time=False), Reservation(wait_s=0.3))
-    outcome, clock, _ = run_gated(provider, gate)
-    assert outcome.result is Result.CANCELLED
-    assert clock.sleeps == [4.5, 0.3]
-    assert gate.asked == [1.0, 1.0]  # never reserves more than a horizon ahead
+def test_a_bulk_jobs_request_that_waited_long_checks_for_an_abort() -> None:
+    bulk_job = JOB.model_copy(update={"bulk_id": "bulk_1"})
+    provider = ScriptedProvider()
+    gate = FakeGate(Reservation(wait_s=5.0), aborted_later=True)
+    outcome, clock, _ = run_gated(provider, gate, bulk_job)
+    assert outcome.result is Result.SKIPPED
+    assert clock.sleeps == [5.0]
+    assert provider.calls == []  # it waited for its slot, then sent nothing
+    assert gate.asked == [30.0]  # a slot anywhere before the deadline
+
+
+def test_a_short_wait_or_a_job_outside_a_bulk_does_not_check_again() -> None:
+    gate = FakeGate(Reservation(wait_s=0.1), aborted_later=True)
+    run_gated(ScriptedProvider(cancels=[reply("cancelled")]), gate)
+    run_gated(
+        ScriptedProvider(cancels=[reply("cancelled")]),
+        gate,
+        JOB.model_copy(update={"bulk_id": "bulk_1"}),
+    )
+    assert gate.abort_checks == 0
 
 
 def test_an_aborted_bulk_job_sends_nothing_and_ends_skipped() -> None:
