@@ -200,3 +200,15 @@ def wait_for_bulk(producer: Any, bulk_id: str, *, timeout_s: float) -> BulkRecor
         return record if record is not None and record.finished else None
 
     return wait_for(finished, timeout_s=timeout_s, what=f"bulk job {bulk_id}")
+
+
+def fresh_database(url: str, number: int) -> str:
+    """The same Redis server, database `number`, emptied: keys a test must not share
+    (kombu's `unacked` hash, the rate-limit buckets) are its own there."""
+    import redis
+
+    other = url.rsplit("/", 1)[0] + f"/{number}"
+    client = redis.Redis.from_url(other)
+    client.flushdb()
+    client.close()
+    return other

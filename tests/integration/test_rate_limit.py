@@ -20,6 +20,7 @@ from tests.integration.harness import (
     Deployment,
     Sim,
     Worker,
+    fresh_database,
     new_api_key,
     start_worker,
     wait_for_bulk,
@@ -32,17 +33,8 @@ LIMIT_RPS = 25.0
 RUNS = 90
 
 
-def database(url: str, number: int) -> str:
-    """The same server, another database, emptied: this test's rate keys are its own."""
-    other = url.rsplit("/", 1)[0] + f"/{number}"
-    client = redis.Redis.from_url(other)
-    client.flushdb()
-    client.close()
-    return other
-
-
 def test_reservations_are_spaced_by_the_rate(redis_url: str) -> None:
-    client = redis.Redis.from_url(database(redis_url, 12))
+    client = redis.Redis.from_url(fresh_database(redis_url, 12))
     limiter = RateLimiter(client, provider="assistants", rate_limit_rps=100.0, burst_s=0.0)
     waits = [limiter.reserve(bulk_id=None, max_wait_s=10).wait_s for _ in range(20)]
     # Back to back, each slot is 10 ms after the one before (less the time the calls took).
@@ -70,7 +62,7 @@ def limited(redis_url: str, tmp_path: Path) -> Iterator[tuple[Sim, Deployment]]:
         )
     )
     deployment = Deployment(
-        redis_url=database(redis_url, 13),
+        redis_url=fresh_database(redis_url, 13),
         queue=f"runctl-limited-{uuid.uuid4().hex[:6]}",
         api_key=api_key,
         base_url=handle.base_url,

@@ -12,7 +12,15 @@ import redis
 
 from orchestrator import keys
 from orchestrator.models import Result
-from tests.integration.harness import Deployment, Sim, Worker, outcome_of, start_worker, wait_for
+from tests.integration.harness import (
+    Deployment,
+    Sim,
+    Worker,
+    fresh_database,
+    outcome_of,
+    start_worker,
+    wait_for,
+)
 from workers.producer import Producer
 
 pytestmark = pytest.mark.integration
@@ -28,7 +36,7 @@ def crash_deployment(redis_url: str, sim: Sim) -> Deployment:
     # short visibility timeout must not hand the session worker's jobs around) and a short
     # visibility timeout, so that the dead worker's job returns quickly.
     return Deployment(
-        redis_url=other_database(redis_url),
+        redis_url=fresh_database(redis_url, 14),
         queue=f"runctl-crash-{uuid.uuid4().hex[:6]}",
         api_key=sim.api_key,
         base_url=sim.base_url,
@@ -87,12 +95,3 @@ def test_a_killed_workers_job_completes_on_another_with_one_outcome(
     published = [e for _, e in entries if e[b"job_id"].decode() == job_id]
     assert len(published) == 1
     redis_client.close()
-
-
-def other_database(url: str) -> str:
-    """The same server, database 14, emptied."""
-    other = url.rsplit("/", 1)[0] + "/14"
-    client = redis.Redis.from_url(other)
-    client.flushdb()
-    client.close()
-    return other
