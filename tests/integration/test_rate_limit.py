@@ -97,3 +97,48 @@ def test_two_workers_share_one_limit(limited: tuple[Sim, Deployment], tmp_path: 
     assert stats["max_rps_1s"] <= 2 * LIMIT_RPS
     both = [w for w in workers if "outcome published" in w.log()]
     assert len(both) == 2  # both workers took part
+
+
+@pytest.fixture
+def unlimited(redis_url: str) -> Iterator[tuple[Sim, Deployment]]:
+    api_key = new_api_key()
+    handle = start_in_thread(
+        SimulatorConfig(api_key=api_key, cancel_settle_min_s=0.1, cancel_settle_max_s=0.3)
+    )
+    deployment = Deployment(
+        redis_url=fresh_database(redis_url, 11),
+        queue=f"runctl-pause-{uuid.uuid4().hex[:6]}",
+        api_key=api_key,
+        base_url=handle.base_url,
+        overrides={"RUNCTL_RATE_LIMIT_RPS": "0"},  # no queueing: only the pause holds them
+    )
+    yield Sim(handle, api_key), deployment
+    handle.stop()
+
+
+def test_a_429_with_a_delay_holds_every_worker(
+    unlimited: tuple[Sim, Deployment], tmp_path: Path
+) -> None:
+    sim, deployment = unlimited
+    pause_s = 2.0
+    workers = [start_worker(deployment, tmp_path) for _ in range(2)]
+    try:
+        told = sim.seed_one(
+            status="in_progress",
+            fail_cancel=[{"status": 429, "code": "rate_limit_exceeded", "retry_after_s": pause_s}],
+        )
+        others = sim.seed(30, status="in_progress")
+        producer = Producer(deployment.settings())
+        bulk_id = producer.bulk_cancel((Target(t, r) for t, r in [told, *others]), on_problem=print)
+        record = wait_for_bulk(producer, bulk_id, timeout_s=60)
+        producer.close()
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert record.results == {Result.CANCELLED: 31}
+    log = sim.requests()
+    told_at = next(e["t"] for e in log if e["run_id"] == told[1] and e["status"] == 429)
+    # Requests already on the wire when the 429 came back may land just after it.
+    quiet = [e for e in log if told_at + 0.25 < e["t"] < told_at + pause_s - 0.05]
+    assert quiet == [], f"{len(quiet)} requests during the pause the provider asked for"
+    assert any(e["t"] >= told_at + pause_s for e in log)
