@@ -25,6 +25,17 @@ from orchestrator.targets import Problem, Target
 
 BATCH_SIZE = 500
 
+# KEYS: bulk record, seen set. ARGV: now (ISO), failure ('' when none).
+_ENQUEUED = """
+redis.call('HSET', KEYS[1], 'enqueued_at', ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'enqueue_failed', ARGV[2]) end
+if redis.call('HGET', KEYS[1], 'status') == 'enqueueing' then
+  redis.call('HSET', KEYS[1], 'status', 'running')
+end
+redis.call('DEL', KEYS[2])
+return 0
+"""
+
 # KEYS: the bulk's seen set. ARGV: members. Returns 1 per member new to the set, else 0.
 _FIRST_SIGHTINGS = """
 local new = {}
@@ -59,6 +70,7 @@ class BulkRecord(BaseModel):
     invalid: int = 0  # lines or threads refused
     done: int = 0  # outcomes published
     results: dict[Result, int] = {}
+    enqueue_failed: str = ""  # why enqueueing stopped early, if it did
 
     @property
     def finished(self) -> bool:
@@ -76,6 +88,7 @@ class BulkStore:
         self._redis = client
         self._keep_s = keep_s
         self._first_sightings = client.register_script(_FIRST_SIGHTINGS)
+        self._enqueued = client.register_script(_ENQUEUED)
 
     def create(
         self, bulk_id: str, *, source: str, requested_by: str, rate_limit_rps: float | None
@@ -110,6 +123,7 @@ class BulkStore:
             status=BulkStatus(fields["status"]),
             created_at=datetime.fromisoformat(fields["created_at"]),
             requested_by=fields.get("requested_by", ""),
+            enqueue_failed=fields.get("enqueue_failed", ""),
             source=fields.get("source", ""),
             rate_limit_rps=float(rate) if rate else None,
             results=results,
@@ -117,9 +131,11 @@ class BulkStore:
         )
 
     def abort(self, bulk_id: str) -> BulkRecord | None:
-        """Stop a bulk job: nothing more is sent for it. None if there is no such job."""
-        if not self._redis.exists(keys.bulk(bulk_id)):
-            return None
+        """Stop a bulk job: nothing more is sent for it. None if there is no such job; a
+        finished one is left as it is (its record is returned unchanged)."""
+        record = self.get(bulk_id)
+        if record is None or record.finished:
+            return record
         self._redis.hset(keys.bulk(bulk_id), "status", BulkStatus.ABORTED.value)
         return self.get(bulk_id)
 
@@ -140,11 +156,13 @@ class BulkStore:
                 pipe.hincrby(keys.bulk(bulk_id), name, value)
         pipe.execute()
 
-    def enqueued(self, bulk_id: str) -> None:
-        """Everything is queued: the bulk job runs (unless it was aborted meanwhile)."""
-        self._redis.hsetnx(keys.bulk(bulk_id), "enqueued_at", datetime.now(UTC).isoformat())
-        if self.status(bulk_id) is BulkStatus.ENQUEUEING:
-            self._redis.hset(keys.bulk(bulk_id), "status", BulkStatus.RUNNING.value)
+    def enqueued(self, bulk_id: str, *, failure: str = "") -> None:
+        """Enqueueing ended (all queued, or `failure`): the bulk job runs, unless it was
+        aborted meanwhile (one atomic step, so an abort in between is never overwritten)."""
+        self._enqueued(
+            keys=[keys.bulk(bulk_id), keys.bulk_seen(bulk_id)],
+            args=[datetime.now(UTC).isoformat(), failure[:300]],
+        )
 
     def status(self, bulk_id: str) -> BulkStatus | None:
         raw = self._redis.hget(keys.bulk(bulk_id), "status")
@@ -176,24 +194,47 @@ def enqueue(
     batch, never one per run, and never the whole input in memory. Stops early if the bulk
     job is aborted meanwhile. Returns the bulk job's status at the end."""
     stream = iter(targets)
-    while batch := list(islice(stream, batch_size)):
-        if store.status(bulk_id) is BulkStatus.ABORTED:
-            break
-        good = [t for t in batch if isinstance(t, Target)]
-        for problem in (p for p in batch if isinstance(p, Problem)):
-            on_problem(problem)
-        fresh = [
-            t for t, new in zip(good, store.first_sightings(bulk_id, good), strict=True) if new
-        ]
-        submitted = submit_many([make_job(t) for t in fresh])
-        elsewhere = sum(1 for s in submitted if s.duplicate)
-        store.add(
-            bulk_id,
-            seen=len(good),
-            queued=len(submitted) - elsewhere,
-            repeated=len(good) - len(fresh),
-            in_flight_elsewhere=elsewhere,
-            invalid=len(batch) - len(good),
-        )
-    store.enqueued(bulk_id)
+    failure = ""
+    try:
+        while batch := list(islice(stream, batch_size)):
+            if store.status(bulk_id) is BulkStatus.ABORTED:
+                break
+            _enqueue_batch(bulk_id, batch, store, make_job, submit_many, on_problem)
+    except BaseException as exc:
+        # Whatever stopped it, the bulk job must not stay `enqueueing` (nobody could wait
+        # for it): what was queued runs, and the record says why the rest was not.
+        failure = f"enqueueing stopped: {type(exc).__name__}"
+        raise
+    finally:
+        store.enqueued(bulk_id, failure=failure)
     return store.status(bulk_id)
+
+
+def _enqueue_batch(
+    bulk_id: str,
+    batch: list[Target | Problem],
+    store: BulkStore,
+    make_job: Callable[[Target], CancelJob],
+    submit_many: Callable[[Sequence[CancelJob]], list[Submitted]],
+    on_problem: Callable[[Problem], None],
+) -> None:
+    good = [t for t in batch if isinstance(t, Target)]
+    for problem in (p for p in batch if isinstance(p, Problem)):
+        on_problem(problem)
+    fresh = [t for t, new in zip(good, store.first_sightings(bulk_id, good), strict=True) if new]
+    # Counted before they are sent, so that `done` never runs ahead of `queued`.
+    store.add(bulk_id, queued=len(fresh))
+    try:
+        submitted = submit_many([make_job(t) for t in fresh])
+    except BaseException:
+        store.add(bulk_id, queued=-len(fresh))
+        raise
+    elsewhere = sum(1 for s in submitted if s.duplicate)
+    store.add(
+        bulk_id,
+        seen=len(good),
+        queued=-elsewhere,
+        repeated=len(good) - len(fresh),
+        in_flight_elsewhere=elsewhere,
+        invalid=len(batch) - len(good),
+    )

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from orchestrator.cli_bulk import bulk_app, bulk_cancel
+from orchestrator.cli_policy import beat, enforce, events, policy_app, track, track_thread
 from orchestrator.errors import ConfigurationError, InvalidInput, RunctlError
 from orchestrator.models import Outcome, Result
 from orchestrator.settings import get_settings
@@ -26,8 +27,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Stop runs of Assistants-protocol agent platforms, one at a time or in bulk.",
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # a line is one line: greppable, never cut
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_BAD_INPUT = 2
 EXIT_NO_OUTCOME = 6
@@ -181,6 +182,12 @@ def demo(
 
 app.command("bulk-cancel")(bulk_cancel)
 app.add_typer(bulk_app, name="bulk")
+app.add_typer(policy_app, name="policy")
+app.command("track")(track)
+app.command("track-thread")(track_thread)
+app.command("enforce")(enforce)
+app.command("events")(events)
+app.command("beat")(beat)
 
 
 def _print_outcome(outcome: Outcome, json_output: bool) -> None:

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
 
@@ -19,6 +19,7 @@ from rich.table import Table
 from orchestrator.bulk import BulkRecord, BulkStatus
 from orchestrator.errors import InvalidInput, RunctlError
 from orchestrator.models import Provider, Result
+from orchestrator.providers.base import RunPage
 from orchestrator.settings import Settings, get_settings
 from orchestrator.targets import (
     DEFAULT_STATUSES,
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
     from workers.producer import Producer
 
 bulk_app = typer.Typer(no_args_is_help=True, help="Follow, abort and report bulk jobs.")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # a line is one line: greppable, never cut
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_TIMED_OUT = 4
 EXIT_FAILED = 5
@@ -73,11 +74,13 @@ def bulk_cancel(
 ) -> None:
     """Cancel many runs: from a file, or from the runs of listed threads."""
     settings = get_settings()
+    if rate is not None and rate <= 0:
+        raise InvalidInput("rate", "must be more than 0 requests per second", rate)
+    if deadline is not None and deadline <= 0:
+        raise InvalidInput("deadline", "must be more than 0 seconds", deadline)
     targets = _targets(settings, file, thread or [], threads_file, status, older_than)
     if dry_run:
         raise typer.Exit(_dry_run(targets, json_output))
-    if rate is not None and rate <= 0:
-        raise InvalidInput("rate", "must be more than 0 requests per second", rate)
     from workers.producer import Producer
 
     producer = Producer(settings)
@@ -90,6 +93,9 @@ def bulk_cancel(
             source=file or f"threads: {len(thread or [])} listed, file {threads_file}",
             deadline_s=deadline,
             rate_limit_rps=rate,
+            on_start=lambda bulk_id: _print_line(
+                json_output, {"started": bulk_id}, f"bulk {bulk_id} started; queueing..."
+            ),
         )
         record = _record(producer, bulk_id)
         summary = (
@@ -202,23 +208,17 @@ def _discover(
     except ValueError as exc:
         raise InvalidInput("older-than", str(exc), older_than) from None
     from orchestrator.providers import make_provider
-    from orchestrator.retrying import RetryPolicy, call_with_retries
+    from orchestrator.ratelimit import limited_call
+    from orchestrator.retrying import RetryPolicy
     from workers.context import rate_limiter, redis_client
 
     provider = make_provider(Provider.ASSISTANTS, settings, max_connections=4)
     limiter = rate_limiter(redis_client(settings, max_connections=2), settings, Provider.ASSISTANTS)
 
-    def call(fn):  # type: ignore[no-untyped-def]
-        deadline_at = time.time() + DISCOVERY_DEADLINE_S
-
-        def limited():  # type: ignore[no-untyped-def]
-            turn = limiter.reserve(bulk_id=None, max_wait_s=deadline_at - time.time())
-            time.sleep(turn.wait_s)
-            return fn()
-
-        return call_with_retries(
-            limited, policy=RetryPolicy(), deadline_at=deadline_at, clock=time.time,
-            sleep=time.sleep,
+    def call(fn: Callable[[], RunPage]) -> RunPage:
+        return limited_call(
+            limiter, fn, budget_s=DISCOVERY_DEADLINE_S, policy=RetryPolicy(),
+            clock=time.time, sleep=time.sleep,
         )  # fmt: skip
 
     return discover(
@@ -345,7 +345,8 @@ def _print_line(json_output: bool, data: dict[str, object], line: str) -> None:
 
 def _open(path: str) -> TextIO:
     try:
-        return open(path, encoding="utf-8", newline="")
+        # utf-8-sig: a spreadsheet's byte-order mark must not spoil the first line.
+        return open(path, encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise InvalidInput("FILE", f"cannot be read: {exc.strerror}", path) from None
 

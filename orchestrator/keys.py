@@ -59,3 +59,25 @@ def bulk_seen(bulk_id: str) -> str:
 def bulk_outcomes(bulk_id: str) -> str:
     """List: one outcome JSON per finished job of a bulk job, for its report."""
     return f"{PREFIX}:bulk:{bulk_id}:outcomes"
+
+
+TRACKED = f"{PREFIX}:tracked"
+"""Sorted set: tracked runs (`thread_id:run_id`), scored by when each next needs a look."""
+
+WATCHED = f"{PREFIX}:watched"
+"""Set: thread ids whose runs the enforcer lists on every pass."""
+
+ENFORCER_LOCK = f"{PREFIX}:enforcer:lock"
+"""String with a TTL: held by the one enforcer acting now."""
+
+ENFORCER_PENDING = f"{PREFIX}:enforcer:pending"
+"""Hash: job id -> the enforcer's cancel in flight (run, rule, attempt), for escalation."""
+
+ENFORCER_REPORTED = f"{PREFIX}:enforcer:reported"
+"""Set: `thread_id:run_id:rule` already reported by a `report` rule (reported once)."""
+
+EVENTS = f"{PREFIX}:events"
+"""Stream: every enforcement action (cancelled, reported, escalated, alerted)."""
+
+ALERTS = f"{PREFIX}:alerts"
+"""Stream and pub/sub channel: runs that stayed in `cancelling` through every re-issue."""

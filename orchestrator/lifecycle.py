@@ -20,6 +20,7 @@ from orchestrator.retrying import RetryPolicy, call_with_retries, is_retryable
 
 RESERVE_FLOOR_S = 1.0  # the least a request may wait for its rate-limit slot
 ABORT_RECHECK_S = 0.5  # a bulk job's request that waited this long checks for an abort
+RECHECK_MIN_S = 0.05  # the shortest nap of a job waiting in line before it asks again
 
 _CANNOT_CANCEL = re.compile(r"Cannot cancel run with status '([A-Za-z_]+)'")
 
@@ -66,6 +67,10 @@ def result_for_terminal(status: str) -> Result:
 
 class BulkAborted(Exception):
     """The job's bulk job was aborted: send nothing more."""
+
+
+class _NoTurn(Exception):
+    """No rate-limit slot came within the longest a job may wait in line."""
 
 
 class Gate(Protocol):
@@ -123,6 +128,8 @@ class Lifecycle:
     sleep: Callable[[float], None]
     rand: Callable[[], float] = random.random
     gate: Gate = field(default_factory=lambda: OPEN_GATE)
+    cancel_backlog_s: float = 2.0  # a cancel reserves a slot at most this far ahead
+    first_turn_wait_max_s: float = 3000.0  # the longest a job waits in line for its first
 
     def run(
         self,
@@ -133,11 +140,14 @@ class Lifecycle:
         """Cancel `job`'s run and follow it to a decision; never raises a ProviderError.
 
         Resumes from `progress` (a fresh one for a new job), calling `checkpoint` after each
-        step. The deadline is `progress.started_at + job.deadline_s`.
+        step. The deadline counts from the job's first request: a job that waits in line
+        for the rate limit does not spend its deadline there (see `_first_turn`).
         """
-        deadline_at = progress.started_at + job.deadline_s
         state = _State(progress, checkpoint)
         try:
+            if not progress.cancel_accepted and progress.cancel_attempts == 0:
+                self._first_turn(job, state)
+            deadline_at = state.progress.started_at + job.deadline_s
             seen = _Seen()
             if not progress.cancel_accepted:
                 decided = self._cancel(job, deadline_at, state)
@@ -147,7 +157,37 @@ class Lifecycle:
             step = self._poll(job, deadline_at, state, seen)
         except BulkAborted:
             step = _Step(Result.SKIPPED, state.status)
+        except _NoTurn as no_turn:
+            step = _Step(
+                Result.ERROR, error=ErrorDetail(type="rate_limited_here", message=str(no_turn))
+            )
         return self._outcome(job, step, state.progress)
+
+    def _first_turn(self, job: CancelJob, state: _State) -> None:
+        """Wait in line for the job's first request, then start its deadline.
+
+        A cancel reserves a slot at most `cancel_backlog_s` ahead; further back in line it
+        sleeps a random part of the wait and asks again. So cancels never fill the schedule
+        far ahead, and the polls of cancels already sent (which reserve freely) are not
+        starved behind them: under a tight limit, runs already cancelled are confirmed first.
+        """
+        give_up_at = self.clock() + self.first_turn_wait_max_s
+        while True:
+            turn = self.gate.reserve(bulk_id=job.bulk_id, max_wait_s=self.cancel_backlog_s)
+            if turn.aborted:
+                raise BulkAborted
+            if turn.in_time:
+                break
+            if self.clock() + turn.wait_s > give_up_at:
+                raise _NoTurn(
+                    f"no request slot under the rate limit within {self.first_turn_wait_max_s:g} s"
+                )
+            self.sleep(RECHECK_MIN_S + self.rand() * turn.wait_s)
+        if turn.wait_s > 0:
+            self.sleep(turn.wait_s)
+            if job.bulk_id and turn.wait_s >= ABORT_RECHECK_S and self.gate.aborted(job.bulk_id):
+                raise BulkAborted
+        state.start(self.clock())
 
     def internal_error(self, job: CancelJob, progress: Progress, exc: Exception) -> Outcome:
         """The outcome of a job that failed on our side: `error`, naming only the error type
@@ -166,6 +206,7 @@ class Lifecycle:
                 lambda: self.provider.cancel(job.thread_id, job.run_id),
                 deadline_at,
                 on_attempt=state.count_cancel,
+                state=state,
             )
         except ProviderError as error:
             status = state.saw(cancelled_status_of(error))
@@ -194,6 +235,7 @@ class Lifecycle:
                 lambda: self.provider.retrieve(job.thread_id, job.run_id),
                 deadline_at,
                 state.count_poll,
+                state,
             ).run
         except ProviderError:
             return _failure(error, None)
@@ -224,6 +266,7 @@ class Lifecycle:
                     lambda: self.provider.retrieve(job.thread_id, job.run_id),
                     deadline_at,
                     on_attempt=state.count_poll,
+                    state=state,
                 )
             except ProviderError as error:
                 if not is_retryable(error):
@@ -244,9 +287,10 @@ class Lifecycle:
         fn: Callable[[], ProviderReply],
         deadline_at: float,
         on_attempt: Callable[[], None],
+        state: _State,
     ) -> ProviderReply:
         return call_with_retries(
-            lambda: self._request(job, fn, deadline_at, on_attempt),
+            lambda: self._request(job, fn, deadline_at, on_attempt, state),
             policy=self.retry_policy,
             deadline_at=deadline_at,
             clock=self.clock,
@@ -260,6 +304,7 @@ class Lifecycle:
         fn: Callable[[], ProviderReply],
         deadline_at: float,
         count: Callable[[], None],
+        state: _State,
     ) -> ProviderReply:
         """One request, in its turn under the shared rate limit.
 
@@ -268,6 +313,9 @@ class Lifecycle:
         is sent for it. Even at the deadline a request may wait `RESERVE_FLOOR_S` for its
         slot (a job resumed late still gets its one look).
         """
+        if state.take_prepaid_turn():
+            count()
+            return self._send(fn)
         remaining_s = max(deadline_at - self.clock(), RESERVE_FLOOR_S)
         turn = self.gate.reserve(bulk_id=job.bulk_id, max_wait_s=remaining_s)
         if turn.aborted:
@@ -284,6 +332,9 @@ class Lifecycle:
             if job.bulk_id and turn.wait_s >= ABORT_RECHECK_S and self.gate.aborted(job.bulk_id):
                 raise BulkAborted
         count()  # only requests really sent are counted (and checkpointed)
+        return self._send(fn)
+
+    def _send(self, fn: Callable[[], ProviderReply]) -> ProviderReply:
         try:
             return fn()
         except ProviderError as error:
@@ -318,6 +369,16 @@ class _State:
         self.progress = progress
         self.status: str | None = None
         self._checkpoint = checkpoint
+        self._prepaid = False
+
+    def start(self, now_s: float) -> None:
+        """The first request goes now, in the turn already waited for: the deadline starts."""
+        self._prepaid = True
+        self._save(replace(self.progress, started_at=now_s))
+
+    def take_prepaid_turn(self) -> bool:
+        prepaid, self._prepaid = self._prepaid, False
+        return prepaid
 
     def saw(self, status: str | None) -> str | None:
         if status is not None:

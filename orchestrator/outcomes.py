@@ -35,9 +35,10 @@ redis.call('DEL', KEYS[3])
 if redis.call('GET', KEYS[4]) == ARGV[5] then
   redis.call('DEL', KEYS[4])
 end
-if ARGV[7] == '1' then
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
   redis.call('HINCRBY', KEYS[5], 'result:' .. ARGV[6], 1)
   redis.call('HINCRBY', KEYS[5], 'done', 1)
+  redis.call('EXPIRE', KEYS[5], ARGV[2])
   redis.call('RPUSH', KEYS[6], ARGV[1])
   redis.call('EXPIRE', KEYS[6], ARGV[2])
 end

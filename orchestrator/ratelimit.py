@@ -12,12 +12,17 @@ stops before sending anything more.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
 from orchestrator import keys
+from orchestrator.providers.base import ProviderError
+from orchestrator.retrying import RetryPolicy, call_with_retries
+
+T = TypeVar("T")
 
 # KEYS: global tat, bulk tat (or a dummy), pause, bulk record (or a dummy).
 # ARGV: global interval ms (0 = unlimited), bulk id ('' = none), max wait ms, burst ms.
@@ -41,9 +46,8 @@ if pause > 0 then wait = pause end
 local function slot(key, interval)
   if interval <= 0 then return nil end
   local tat = tonumber(redis.call('GET', key) or '0') or 0
-  if tat < now + wait then tat = now + wait end
   local start = tat - burst
-  if start < now then start = now end
+  if start < now + wait then start = now + wait end
   return {tat, start - now}
 end
 local g = slot(KEYS[1], tonumber(ARGV[1]))
@@ -51,9 +55,14 @@ local b = bulk and slot(KEYS[2], bulk_interval) or nil
 if g and g[2] > wait then wait = g[2] end
 if b and b[2] > wait then wait = b[2] end
 if wait > max_wait then return {1, math.floor(wait)} end
+-- Every bucket is charged at the moment this request really goes (the latest of its
+-- slots), so a bucket that holds it back does not leave another's slot unused.
+local at = now + wait
 local function take(key, s, interval)
   if s then
-    local next_tat = s[1] + interval
+    local tat = s[1]
+    if tat < at then tat = at end
+    local next_tat = tat + interval
     redis.call('SET', key, tostring(next_tat), 'PX', math.ceil(next_tat - now + 60000))
   end
 end
@@ -62,11 +71,18 @@ take(KEYS[2], b, bulk_interval)
 return {0, math.floor(wait)}
 """
 
-# KEYS: pause. ARGV: delay ms. Extends the pause, never shortens it.
+# KEYS: pause, global tat. ARGV: delay ms. Extends the pause, never shortens it, and moves
+# the schedule past it, so that slots are handed out after the pause, not during it.
 _PAUSE = """
 local current = redis.call('PTTL', KEYS[1])
 if current < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+local t = redis.call('TIME')
+local resume = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+if tat < resume then
+  redis.call('SET', KEYS[2], tostring(resume), 'PX', math.ceil(tonumber(ARGV[1]) + 60000))
 end
 return 0
 """
@@ -110,8 +126,36 @@ class RateLimiter:
 
     def pause(self, delay_s: float) -> None:
         """The provider asked to wait: every worker's next reservation starts after this."""
-        self._pause(keys=[keys.pause(self._provider)], args=[max(1, int(delay_s * 1000))])
+        self._pause(
+            keys=[keys.pause(self._provider), keys.rate(self._provider)],
+            args=[max(1, int(delay_s * 1000))],
+        )
 
     def aborted(self, bulk_id: str) -> bool:
         """Whether the bulk job was aborted (checked again after a long wait for a slot)."""
         return bool(self._client.hget(keys.bulk(bulk_id), "status") == b"aborted")
+
+
+def limited_call(
+    limiter: RateLimiter,
+    fn: Callable[[], T],
+    *,
+    budget_s: float,
+    policy: RetryPolicy,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> T:
+    """`fn` (one provider request) in its turn under the global limit, with the one retry
+    policy, all within `budget_s`: for lookups outside a cancel job (discovery, enforcer)."""
+    deadline_at = clock() + budget_s
+
+    def attempt() -> T:
+        turn = limiter.reserve(bulk_id=None, max_wait_s=max(deadline_at - clock(), 1.0))
+        if not turn.in_time:
+            raise ProviderError("no request slot under the rate limit in time", should_retry=True)
+        sleep(turn.wait_s)
+        return fn()
+
+    return call_with_retries(
+        attempt, policy=policy, deadline_at=deadline_at, clock=clock, sleep=sleep
+    )

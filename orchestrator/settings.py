@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     # How far ahead of its even spacing a request may go (a small burst absorbs jitter).
     rate_burst_s: float = Field(default=0.05, ge=0)
 
+    # --- timeout enforcement (policies) ------------------------------------------------------
+    policies_file: str = "runctl.toml"
+    enforce_interval_s: float = Field(default=30.0, gt=0)  # how often beat runs a pass
+    enforce_batch_limit: int = Field(default=1000, ge=1)  # due runs looked at per pass
+    enforce_recheck_max_s: float = Field(default=300.0, gt=0)
+    enforce_reissue_max: int = Field(default=2, ge=0)  # then an alert
+    enforce_reissue_backoff_s: float = Field(default=30.0, ge=0)
+
     # --- the worker ------------------------------------------------------------------------
     worker_concurrency: int = Field(default=1000, ge=1, le=10_000)
     log_json: bool = False

@@ -58,15 +58,23 @@ class _Line(BaseModel):
 def read_targets(lines: Iterable[str]) -> Iterator[Target | Problem]:
     """Targets from JSON lines (`{"thread_id", "run_id"[, "reason"]}`) or from CSV with a
     header `thread_id,run_id[,reason]`; the first non-blank line decides which."""
-    numbered = ((n, line) for n, line in enumerate(lines, start=1) if line.strip())
+    numbered = (
+        (n, line.removeprefix("\ufeff")) for n, line in enumerate(lines, start=1) if line.strip()
+    )
     first = next(numbered, None)
     if first is None:
         return
     rest = _chain(first, numbered)
-    if first[1].lstrip().startswith("{"):
+    # CSV starts with a header row; anything else is JSON lines, whose bad lines (even a
+    # bad first one) are reported one by one.
+    if not _looks_like_csv_header(first[1]):
         yield from _json_lines(rest)
     else:
         yield from _csv_lines(rest)
+
+
+def _looks_like_csv_header(line: str) -> bool:
+    return not line.lstrip().startswith("{") and "," in line
 
 
 def _json_lines(numbered: Iterator[tuple[int, str]]) -> Iterator[Target | Problem]:

@@ -14,6 +14,7 @@ from celery import Celery, signals
 from orchestrator.settings import Settings, get_settings
 
 CANCEL_TASK = "runctl.cancel"
+ENFORCE_TASK = "runctl.enforce"
 
 
 def make_app(settings: Settings, *, results: bool = True) -> Celery:
@@ -49,6 +50,14 @@ def make_app(settings: Settings, *, results: bool = True) -> Celery:
         result_extended=False,
         task_ignore_result=False,
         enable_utc=True,
+        beat_schedule={
+            "runctl-enforce": {
+                "task": ENFORCE_TASK,
+                "schedule": settings.enforce_interval_s,
+                # A pass not started within one interval is dropped: the next one covers it.
+                "options": {"queue": settings.queue_name, "expires": settings.enforce_interval_s},
+            }
+        },
     )
     return app
 

@@ -7,6 +7,7 @@ outcome = producer.wait(submitted.job_id, timeout_s=60)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from orchestrator.models import CancelJob, Outcome
 from orchestrator.outcomes import wait_for_outcome
 from orchestrator.settings import Settings
 from orchestrator.targets import Problem, Target
+from orchestrator.tracking import Tracker
 from workers.app import CANCEL_TASK, make_app
 from workers.context import redis_client
 
@@ -59,10 +61,13 @@ class Producer:
         source: str = "",
         deadline_s: float | None = None,
         rate_limit_rps: float | None = None,
+        on_start: Callable[[str], None] = lambda _: None,
     ) -> str:
         """Start a bulk job over `targets` (streamed) and return its id once all are queued.
 
-        A bad line or thread goes to `on_problem` and is counted; it never stops the others.
+        `on_start` gets the id before the first target is read, so that an operator can
+        follow or abort a long enqueue. A bad line or thread goes to `on_problem` and is
+        counted; it never stops the others.
         """
         deadline = deadline_s or self._settings.default_deadline_s
         build_job(thread_id="t", run_id="r", deadline_s=deadline)  # refuse a bad deadline early
@@ -70,6 +75,7 @@ class Producer:
         self.bulks.create(
             bulk_id, source=source, requested_by=requested_by, rate_limit_rps=rate_limit_rps
         )
+        on_start(bulk_id)
 
         def make_job(target: Target) -> CancelJob:
             return CancelJob(
@@ -90,6 +96,10 @@ class Producer:
             on_problem=on_problem,
         )
         return bulk_id
+
+    def track(self, thread_id: str, run_id: str) -> bool:
+        """Have the enforcer watch a run, from its creation on; False if already tracked."""
+        return Tracker(self._redis).track(thread_id, run_id, now_s=time.time())
 
     @property
     def redis(self) -> redis.Redis:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from orchestrator.execution import execute
 from orchestrator.logs import job_context
 from orchestrator.models import CancelJob
-from workers.app import CANCEL_TASK, app
+from workers.app import CANCEL_TASK, ENFORCE_TASK, app
 from workers.context import get_context
 
 log = logging.getLogger(__name__)
@@ -47,3 +47,21 @@ def cancel_run(self: Task[Any, Any], job: dict[str, Any]) -> dict[str, Any]:
             log.error("redis failed mid-job; retrying it: %s", type(exc).__name__)
             raise self.retry(countdown=REDIS_RETRY_COUNTDOWN_S, max_retries=None) from None
     return outcome.to_json_dict()
+
+
+@app.task(name=ENFORCE_TASK, acks_late=False, ignore_result=True)
+def enforce() -> dict[str, Any]:
+    """One enforcement pass (beat sends this every RUNCTL_ENFORCE_INTERVAL_S)."""
+    from workers.enforcing import make_enforcer
+    from workers.producer import Producer
+
+    context = get_context()
+    producer = Producer(context.settings)
+    try:
+        enforcer = make_enforcer(context.settings, context.redis, producer.cancel_many)
+        report = enforcer.run_once()
+    finally:
+        producer.close()
+    log.info("enforcement pass", extra={"acted": report.acted, "looked_at": report.looked_at,
+                                        "events": len(report.events)})  # fmt: skip
+    return {"acted": report.acted, "looked_at": report.looked_at, "events": len(report.events)}

@@ -310,7 +310,7 @@ def test_a_bulk_jobs_request_that_waited_long_checks_for_an_abort() -> None:
     assert outcome.result is Result.SKIPPED
     assert clock.sleeps == [5.0]
     assert provider.calls == []  # it waited for its slot, then sent nothing
-    assert gate.asked == [30.0]  # a slot anywhere before the deadline
+    assert gate.asked == [2.0]  # a first request reserves at most the cancel backlog ahead
 
 
 def test_a_short_wait_or_a_job_outside_a_bulk_does_not_check_again() -> None:
@@ -358,3 +358,15 @@ def test_a_429_with_a_delay_pauses_every_worker() -> None:
     run_gated(ScriptedProvider(cancels=[limited, reply("cancelled")]), gate)
     run_gated(ScriptedProvider(cancels=[quota]), gate)
     assert gate.pauses == [2.0]  # a quota 429 pauses nobody: waiting will not heal it
+
+
+def test_waiting_in_line_does_not_spend_the_deadline() -> None:
+    provider = ScriptedProvider(cancels=[reply("cancelling")], retrieves=[reply("cancelled")])
+    gate = FakeGate(
+        Reservation(wait_s=50.0, in_time=False), Reservation(wait_s=0.5), Reservation(0)
+    )
+    outcome, clock, saved = run_gated(provider, gate)
+    assert outcome.result is Result.CANCELLED
+    assert clock.sleeps == [0.05, 0.5, 0.25]  # a nap in line, the turn, the first poll
+    assert saved[0].started_at == START_S + 0.55  # the deadline starts at the first request
+    assert gate.asked == [2.0, 2.0, 29.75]  # the cancel used the turn it waited for

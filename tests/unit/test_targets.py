@@ -117,3 +117,13 @@ def test_discovery_follows_every_page_and_filters() -> None:
         "thread 'bad/id': thread_id: must be 1 to 128 characters, each one of A-Z a-z 0-9 _ -",
     ]
     assert provider.calls == [None, "run_b", "run_d", None]
+
+
+def test_a_byte_order_mark_and_a_bad_first_json_line_spoil_nothing() -> None:
+    bom = ["\ufeffthread_id,run_id\n", "thread_1,run_1\n"]
+    assert list(read_targets(bom)) == [Target("thread_1", "run_1", "", "line 2")]
+    garbage_first = ["oops\n", '{"thread_id": "t", "run_id": "r"}\n']
+    assert list(read_targets(garbage_first)) == [
+        Problem("line 1", "line", "is not valid JSON"),
+        Target("t", "r", "", "line 2"),
+    ]
