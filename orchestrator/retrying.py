@@ -28,7 +28,7 @@ QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "bi
 class RetryPolicy:
     """How many attempts, and how long between them when the server does not say."""
 
-    max_attempts: int = 6
+    max_attempts: int = 20
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 8.0
     server_delay_max_s: float = 300.0

@@ -55,7 +55,9 @@ class Settings(BaseSettings):
     default_deadline_s: float = Field(default=120.0, ge=MIN_DEADLINE_S, le=MAX_DEADLINE_S)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=20.0, gt=0)
-    max_attempts: int = Field(default=6, ge=1, le=100)
+    # Enough that the deadline, not the count, ends the retries of a provider outage: with
+    # backoff capped at 8 s, 20 attempts span about two and a half minutes.
+    max_attempts: int = Field(default=20, ge=1, le=100)
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=8.0, gt=0)
     # A delay the server asks for is waited in full; beyond this (or the deadline) the
