@@ -92,18 +92,28 @@ def _json_lines(numbered: Iterator[tuple[int, str]]) -> Iterator[Target | Proble
 
 def _csv_lines(numbered: Iterator[tuple[int, str]]) -> Iterator[Target | Problem]:
     header_n, header = next(numbered)
-    columns = [c.strip() for c in next(csv.reader([header]))]
+    columns = [c.strip() for c in _csv_row(header) or []]
     if "thread_id" not in columns or "run_id" not in columns:
         yield Problem(f"line {header_n}", "header", "must name the columns thread_id and run_id")
         return
     for n, line in numbered:
-        values = next(csv.reader([line]))
+        values = _csv_row(line)
+        if values is None:
+            yield Problem(f"line {n}", "line", "is not valid CSV")
+            continue
         if len(values) > len(columns):
             yield Problem(
                 f"line {n}", "line", f"has {len(values)} fields, the header {len(columns)}"
             )
             continue
         yield _target(dict(zip(columns, (v.strip() for v in values), strict=False)), f"line {n}")
+
+
+def _csv_row(line: str) -> list[str] | None:
+    try:
+        return next(csv.reader([line.rstrip("\r\n")]), [])
+    except csv.Error:
+        return None
 
 
 def _target(data: dict[str, object], where: str) -> Target | Problem:
