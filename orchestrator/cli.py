@@ -8,6 +8,7 @@ failed, 7 aborted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -178,6 +179,50 @@ def demo(
     from orchestrator.demo import run_demo
 
     raise typer.Exit(run_demo(runs=runs, console=out))
+
+
+@app.command()
+def audit(
+    bulk: Annotated[str | None, typer.Option(help="Only this bulk job's jobs.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List accepted jobs with no outcome, or with more than one (exit 1 if any)."""
+    from orchestrator.audit import audit as run_audit
+    from workers.context import redis_client
+
+    report = run_audit(redis_client(get_settings(), max_connections=2, retries=2), bulk_id=bulk)
+    if json_output:
+        _print_json_line(dataclasses.asdict(report) | {"clean": report.clean})
+    else:
+        out.print(
+            f"accepted {report.accepted}, published {report.published}, in flight "
+            f"{len(report.in_flight)}, missing {len(report.missing)}, duplicated "
+            f"{len(report.duplicated)}"
+        )
+        for job_id in report.missing:
+            out.print(f"missing    {job_id}")
+        for job_id, count in report.duplicated.items():
+            out.print(f"duplicated {job_id} ({count} outcomes)")
+    if not report.clean:
+        raise typer.Exit(1)
+
+
+@app.command("dead-letters")
+def dead_letters(
+    count: Annotated[int, typer.Option(help="How many of the newest.")] = 50,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Messages workers refused (not JSON, not a job, bad fields), newest first."""
+    from orchestrator.deadletters import DeadLetters
+    from workers.context import redis_client
+
+    client = redis_client(get_settings(), max_connections=2, retries=2)
+    for entry in DeadLetters(client).newest(count):
+        if json_output:
+            _print_json_line(entry)
+        else:
+            out.print(f"{entry['reason']}  ({entry['content_type']}, {entry['bytes']} bytes)",
+                      markup=False, highlight=False)  # fmt: skip
 
 
 app.command("bulk-cancel")(bulk_cancel)

@@ -5,6 +5,7 @@ The queue itself is injected (`send`), so this module knows nothing of Celery.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,17 +37,25 @@ def build_job(**fields: Any) -> CancelJob:
         raise InvalidInput(field, _rule(first), shown) from None
 
 
-# KEYS: in-flight markers. ARGV[1]: ttl_s, ARGV[2..]: the job ids, in the same order.
+# KEYS[1]: accepted jobs, KEYS[2]: the bulk's jobs (or a placeholder), KEYS[3..]: in-flight
+# markers. ARGV: ttl_s, now_s, keep_s, has bulk (1/0), then the job ids in marker order.
 # Returns, per job, '' when its marker was set (the job is admitted), else the id in flight.
+# Admitted jobs are recorded as accepted (for `runctl audit`), in the same atomic step.
 _ADMIT = """
 local taken = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('SET', key, ARGV[i + 1], 'NX', 'EX', ARGV[1]) then
-    taken[i] = ''
+local now = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+for i = 3, #KEYS do
+  local job_id = ARGV[i + 2]
+  if redis.call('SET', KEYS[i], job_id, 'NX', 'EX', ARGV[1]) then
+    taken[i - 2] = ''
+    redis.call('ZADD', KEYS[1], now, job_id)
+    if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], now, job_id) end
   else
-    taken[i] = redis.call('GET', key)
+    taken[i - 2] = redis.call('GET', KEYS[i])
   end
 end
+if ARGV[4] == '1' then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 return taken
 """
 
@@ -76,6 +85,8 @@ def submit_many(
     send: Callable[[Sequence[CancelJob]], None],
     inflight_ttl_s: int,
     max_deadline_s: float,
+    accepted_keep_s: int = 7 * 24 * 3600,
+    clock: Callable[[], float] = time.time,
 ) -> list[Submitted]:
     """Queue `jobs` in one Redis round trip plus one batch send, except those whose run
     already has a job in flight: for those, return the id of the job in flight.
@@ -95,9 +106,20 @@ def submit_many(
     if not jobs:
         return []
     markers = [keys.inflight(job.provider.value, job.thread_id, job.run_id) for job in jobs]
+    bulk_ids = {job.bulk_id for job in jobs}
+    if len(bulk_ids) > 1:
+        raise ValueError("one batch of jobs belongs to one bulk job, or to none")
+    bulk_id = bulk_ids.pop()
     try:
         taken: Any = client.register_script(_ADMIT)(
-            keys=markers, args=[inflight_ttl_s, *(job.job_id for job in jobs)]
+            keys=[keys.ACCEPTED, keys.bulk_jobs(bulk_id or "-"), *markers],
+            args=[
+                inflight_ttl_s,
+                repr(clock()),
+                accepted_keep_s,
+                1 if bulk_id else 0,
+                *(job.job_id for job in jobs),
+            ],
         )
         admitted = [job for job, held in zip(jobs, taken, strict=True) if not held]
         try:

@@ -81,3 +81,16 @@ EVENTS = f"{PREFIX}:events"
 
 ALERTS = f"{PREFIX}:alerts"
 """Stream and pub/sub channel: runs that stayed in `cancelling` through every re-issue."""
+
+
+ACCEPTED = f"{PREFIX}:accepted"
+"""Sorted set: every job admitted to the queue, by when (for `runctl audit`), trimmed to
+the outcomes' keep time."""
+
+DEAD_LETTERS = f"{PREFIX}:dead-letters"
+"""List: messages refused by workers (not JSON, not a job, bad fields), newest first."""
+
+
+def bulk_jobs(bulk_id: str) -> str:
+    """Sorted set: the jobs a bulk job admitted (for `runctl audit --bulk`)."""
+    return f"{PREFIX}:bulk:{bulk_id}:jobs"

@@ -36,6 +36,7 @@ def make_app(settings: Settings, *, results: bool = True) -> Celery:
         worker_redirect_stdouts=False,
         worker_send_task_events=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_consumer="workers.consumer:DeadLetterConsumer",
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options={

@@ -49,6 +49,7 @@ class Producer:
             send=self._send,
             inflight_ttl_s=self._settings.inflight_ttl_s,
             max_deadline_s=self._settings.max_deadline_s,
+            accepted_keep_s=self._settings.outcome_keep_s,
         )
 
     def bulk_cancel(

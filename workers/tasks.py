@@ -11,6 +11,7 @@ from celery import Task
 from celery.exceptions import Reject
 from pydantic import ValidationError
 
+from orchestrator.deadletters import DeadLetters
 from orchestrator.execution import execute
 from orchestrator.logs import job_context
 from orchestrator.models import CancelJob
@@ -23,14 +24,34 @@ log = logging.getLogger(__name__)
 REDIS_RETRY_COUNTDOWN_S = 5.0
 
 
-@app.task(bind=True, name=CANCEL_TASK, acks_late=True, reject_on_worker_lost=True)
-def cancel_run(self: Task[Any, Any], job: dict[str, Any]) -> dict[str, Any]:
-    """Cancel one run and return its published outcome. A malformed job is refused, not retried."""
+def _parse(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> CancelJob:
+    job = args[0] if len(args) == 1 and not kwargs else None
     try:
-        parsed = CancelJob.model_validate(job)
-    except ValidationError as exc:
-        log.error("refused malformed job: %s", exc.errors(include_url=False, include_input=False))
+        if not isinstance(job, dict) or "job_id" not in job:
+            raise ValueError("the message must carry one job object with a job_id")
+        return CancelJob.model_validate(job)
+    except (ValidationError, ValueError) as exc:
+        reason = _reason(exc)
+        log.error("refused a malformed job: %s", reason)
+        DeadLetters(get_context().redis).park(
+            reason, body=repr((args, kwargs))[:4000], task=CANCEL_TASK, message_id=task.request.id
+        )
         raise Reject(reason="malformed job", requeue=False) from None
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or "job"
+        return f"{field}: {str(first['msg']).removeprefix('Value error, ')}"
+    return str(exc)
+
+
+@app.task(bind=True, name=CANCEL_TASK, acks_late=True, reject_on_worker_lost=True)
+def cancel_run(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Cancel one run and return its published outcome. A malformed job is parked in the
+    dead-letter list and refused, never retried."""
+    parsed = _parse(self, args, kwargs)
     context = get_context()
     with job_context(parsed.job_id, parsed.run_id, parsed.thread_id):
         try:

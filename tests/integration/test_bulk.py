@@ -70,6 +70,9 @@ def test_a_bulk_job_from_a_file_counts_every_line(
     assert record.results == {Result.CANCELLED: 20, Result.ALREADY_TERMINAL: 5}
     for _, run_id in stuck:
         assert len(sim.requests(run_id=run_id, route="cancel_run")) == 1
+    audited = runctl(deployment, "audit", "--bulk", record.bulk_id, "--json")
+    assert audited.returncode == 0, audited.stdout
+    assert last_json(audited.stdout)["accepted"] == 25
 
 
 def test_a_csv_file_from_stdin_and_its_report(
@@ -145,3 +148,5 @@ def test_abort_leaves_the_jobs_not_yet_done_skipped(
         assert len(sent) == outcome.cancel_attempts, outcome
     never_sent = [o for o in outcomes if o.result is Result.SKIPPED and o.cancel_attempts == 0]
     assert len(never_sent) >= 20
+    audited = runctl(deployment, "audit", "--bulk", bulk_id, "--json")
+    assert last_json(audited.stdout) | {"clean": True} == last_json(audited.stdout)

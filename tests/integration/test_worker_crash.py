@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from orchestrator import keys
+from orchestrator.audit import audit
 from orchestrator.models import Result
 from tests.integration.harness import (
     Deployment,
@@ -94,4 +95,7 @@ def test_a_killed_workers_job_completes_on_another_with_one_outcome(
     entries: Any = redis_client.xrange(keys.OUTCOME_STREAM)
     published = [e for _, e in entries if e[b"job_id"].decode() == job_id]
     assert len(published) == 1
+    report = audit(redis_client)
+    assert report.clean
+    assert report.accepted == report.published == 1
     redis_client.close()
