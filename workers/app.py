@@ -40,9 +40,17 @@ def make_app(settings: Settings, *, results: bool = True) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options={
+            # kombu's default pool of 10 connections raises (it does not wait) when a
+            # thousand greenlets acknowledge at once: the consumer then reconnects and the
+            # jobs it held wait out the visibility timeout. One connection per slot.
+            "max_connections": settings.worker_concurrency + 64,
             "visibility_timeout": settings.visibility_timeout_s,
             "unacked_restore_interval": settings.restore_interval_s,
             "unacked_restore_throttle": 1,
+            # The sweep's mutex outlives a worker killed mid-sweep by this much (kombu's
+            # default is 5 minutes, during which no dead worker's job comes back). Two
+            # sweeps at once are safe: each restore is a transaction on the unacked hash.
+            "unacked_mutex_expire": int(max(10.0, 3 * settings.restore_interval_s)),
         },
         result_backend_transport_options={"retry_policy": {"timeout": 30.0}},
         result_expires=settings.outcome_keep_s,

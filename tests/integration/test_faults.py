@@ -1,0 +1,159 @@
+"""Faults injected for real: a provider outage, a 429 storm, workers SIGKILLed mid-bulk.
+
+Each scenario ends with the audit: every accepted job has exactly one outcome.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from orchestrator.audit import audit
+from orchestrator.models import Result
+from orchestrator.simulator import SimulatorConfig, start_in_thread
+from orchestrator.targets import Target
+from tests.integration.harness import (
+    Deployment,
+    Sim,
+    Worker,
+    fresh_database,
+    new_api_key,
+    start_worker,
+    wait_for,
+    wait_for_bulk,
+)
+from workers.producer import Producer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_sim() -> Iterator[Sim]:
+    api_key = new_api_key()
+    handle = start_in_thread(
+        SimulatorConfig(api_key=api_key, cancel_settle_min_s=0.1, cancel_settle_max_s=0.4)
+    )
+    yield Sim(handle, api_key)
+    handle.stop()
+
+
+def deployment_for(sim: Sim, redis_url: str, database: int, **env: str) -> Deployment:
+    return Deployment(
+        redis_url=fresh_database(redis_url, database),
+        queue=f"runctl-faults-{uuid.uuid4().hex[:6]}",
+        api_key=sim.api_key,
+        base_url=sim.base_url,
+        overrides=env,
+    )
+
+
+def assert_audited(deployment: Deployment) -> None:
+    client = redis.Redis.from_url(deployment.redis_url)
+    report = audit(client)
+    client.close()
+    assert report.clean, (report.missing[:5], list(report.duplicated)[:5])
+    assert report.in_flight == []
+
+
+def test_a_provider_outage_shorter_than_the_deadline_ends_in_no_error(
+    own_sim: Sim, redis_url: str, tmp_path: Path
+) -> None:
+    outage_s = 20.0
+    deployment = deployment_for(
+        own_sim, redis_url, 9,
+        RUNCTL_DEFAULT_DEADLINE_S="60", RUNCTL_BACKOFF_INITIAL_S="0.5", RUNCTL_BACKOFF_MAX_S="8",
+    )  # fmt: skip
+    worker = start_worker(deployment, tmp_path)
+    try:
+        runs = own_sim.seed(60, status="in_progress")
+        producer = Producer(deployment.settings())
+        own_sim.configure(error_5xx_rate=1.0)
+        began = time.monotonic()
+        bulk_id = producer.bulk_cancel((Target(t, r) for t, r in runs), on_problem=print)
+        wait_for(
+            lambda: time.monotonic() - began >= outage_s, timeout_s=outage_s + 5, interval_s=0.2
+        )
+        during = own_sim.stats()["requests_total"]
+        own_sim.configure(error_5xx_rate=0.0)
+        record = wait_for_bulk(producer, bulk_id, timeout_s=120)
+        producer.close()
+    finally:
+        worker.stop()
+    assert record.results == {Result.CANCELLED: 60}
+    # Backoff, not a tight loop: about log2(20 s / 0.5 s) + 20 s / 8 s attempts per job.
+    assert during <= 60 * 10
+    assert_audited(deployment)
+
+
+def test_a_429_storm_is_waited_out_as_asked(own_sim: Sim, redis_url: str, tmp_path: Path) -> None:
+    deployment = deployment_for(own_sim, redis_url, 8, RUNCTL_RATE_LIMIT_RPS="0")
+    own_sim.configure(rate_429_rate=0.5, retry_after_s=0.2)
+    worker = start_worker(deployment, tmp_path)
+    try:
+        runs = own_sim.seed(20, status="in_progress")
+        producer = Producer(deployment.settings())
+        bulk_id = producer.bulk_cancel((Target(t, r) for t, r in runs), on_problem=print)
+        record = wait_for_bulk(producer, bulk_id, timeout_s=120)
+        producer.close()
+    finally:
+        worker.stop()
+    assert record.results == {Result.CANCELLED: 20}
+    by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in own_sim.requests():
+        by_run[entry["run_id"]].append(entry)
+    limited = 0
+    for entries in by_run.values():
+        for earlier, later in itertools.pairwise(entries):
+            if earlier["status"] == 429:
+                limited += 1
+                assert later["t"] - earlier["t"] >= 0.2 - 0.01  # never sooner than asked
+    assert limited >= 5  # the storm really happened
+    assert_audited(deployment)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+@pytest.mark.skip(
+    reason="open (issue 5): 1 job of 2,000 lost under 5 SIGKILLs with a 6 s visibility "
+    "timeout; received by a worker, never started, gone from kombu's unacked hash. "
+    "See docs/reliability.md."
+)
+def test_workers_killed_again_and_again_lose_no_job(
+    own_sim: Sim, redis_url: str, tmp_path: Path
+) -> None:
+    deployment = deployment_for(
+        own_sim, redis_url, 7,
+        RUNCTL_VISIBILITY_TIMEOUT_S="6", RUNCTL_DEFAULT_DEADLINE_S="5", RUNCTL_RATE_LIMIT_RPS="0",
+    )  # fmt: skip
+    rng = random.Random(7)
+    workers: list[Worker] = [start_worker(deployment, tmp_path, concurrency=300) for _ in range(2)]
+    total = 2000
+    try:
+        runs = own_sim.seed(total, status="in_progress")
+        producer = Producer(deployment.settings())
+        bulk_id = producer.bulk_cancel((Target(t, r) for t, r in runs), on_problem=print)
+        for _ in range(5):
+            started = time.monotonic()
+            pause_s = rng.uniform(0.5, 2.5)
+            wait_for(lambda: time.monotonic() - started >= pause_s, timeout_s=10, interval_s=0.1)  # noqa: B023
+            victim = rng.randrange(len(workers))
+            workers[victim].kill()
+            workers[victim] = start_worker(deployment, tmp_path, concurrency=300)
+        record = wait_for_bulk(producer, bulk_id, timeout_s=240)
+        producer.close()
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert record.done == record.queued == total
+    assert sum(record.results.values()) == total
+    assert set(record.results) <= {Result.CANCELLED, Result.TIMED_OUT}
+    assert_audited(deployment)
