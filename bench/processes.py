@@ -204,11 +204,11 @@ class Deployment:
             RUNCTL_REDIS_URL=self.redis_url,
             RUNCTL_QUEUE_NAME=self.queue,
             OPENAI_BASE_URL=self.base_url,
-            OPENAI_API_KEY=self.api_key,
             RUNCTL_LOG_LEVEL=self.log_level,
             RUNCTL_RATE_LIMIT_RPS=str(self.rate_limit_rps),
             PYTHONUNBUFFERED="1",
         )
+        env["OPENAI_API_KEY"] = self.api_key  # the workers' own; never queued
         return env
 
     def producer_settings(self) -> Settings:

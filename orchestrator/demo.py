@@ -98,10 +98,10 @@ def _worker_env(redis_url: str, base_url: str, *, queue: str) -> dict[str, str]:
     env.update(
         RUNCTL_REDIS_URL=redis_url,
         OPENAI_BASE_URL=base_url,
-        OPENAI_API_KEY=DEMO_KEY,
         RUNCTL_QUEUE_NAME=queue,
         RUNCTL_DEFAULT_DEADLINE_S="60",
     )
+    env["OPENAI_API_KEY"] = DEMO_KEY  # the workers' own; never queued
     return env
 
 

@@ -97,7 +97,6 @@ class Deployment:
         env.update(
             RUNCTL_REDIS_URL=self.redis_url,
             RUNCTL_QUEUE_NAME=self.queue,
-            OPENAI_API_KEY=self.api_key,
             OPENAI_BASE_URL=self.base_url,
             RUNCTL_LOG_JSON="true",
             RUNCTL_BACKOFF_INITIAL_S="0.2",
@@ -108,6 +107,7 @@ class Deployment:
             RUNCTL_RESTORE_INTERVAL_S="1",
             PYTHONUNBUFFERED="1",
         )
+        env["OPENAI_API_KEY"] = self.api_key  # the workers' own; never queued
         env.update(self.overrides)
         return env
 
