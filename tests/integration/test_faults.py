@@ -157,3 +157,36 @@ def test_workers_killed_again_and_again_lose_no_job(
     assert sum(record.results.values()) == total
     assert set(record.results) <= {Result.CANCELLED, Result.TIMED_OUT}
     assert_audited(deployment)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_redis_restart_mid_bulk_loses_no_job(own_sim: Sim, tmp_path: Path) -> None:
+    from orchestrator.embedded_redis import EmbeddedRedis, free_port
+
+    server = EmbeddedRedis(port=free_port(), directory=tmp_path / "aof", appendonly=True).start()
+    deployment = Deployment(
+        redis_url=server.url,
+        queue=f"runctl-restart-{uuid.uuid4().hex[:6]}",
+        api_key=own_sim.api_key,
+        base_url=own_sim.base_url,
+        overrides={"RUNCTL_DEFAULT_DEADLINE_S": "60", "RUNCTL_RATE_LIMIT_RPS": "50"},
+    )
+    worker = start_worker(deployment, tmp_path, concurrency=100)
+    try:
+        runs = own_sim.seed(300, status="in_progress")
+        producer = Producer(deployment.settings())
+        bulk_id = producer.bulk_cancel((Target(t, r) for t, r in runs), on_problem=print)
+        producer.close()
+        wait_for(lambda: own_sim.stats()["cancels_received"] >= 100, timeout_s=30)
+        server.stop()  # SIGTERM: Redis writes its AOF and exits
+        server.start()  # same port, same directory: it reloads the AOF
+        producer = Producer(deployment.settings())
+        record = wait_for_bulk(producer, bulk_id, timeout_s=200)
+        producer.close()
+        assert record.done == record.queued == 300
+        assert set(record.results) <= {Result.CANCELLED}
+        assert_audited(deployment)
+    finally:
+        worker.stop()
+        server.stop()
