@@ -12,7 +12,15 @@ import redis
 
 from orchestrator.embedded_redis import EmbeddedRedis, is_reachable, start_embedded
 from orchestrator.simulator import SimulatorConfig, start_in_thread
-from tests.integration.harness import Deployment, Sim, Worker, new_api_key, start_worker
+from tests.integration.harness import (
+    ISSUED_KEYS,
+    Deployment,
+    Sim,
+    Worker,
+    new_api_key,
+    start_worker,
+    values_of,
+)
 from workers.producer import Producer
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -31,6 +39,29 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     if embedded is not None:
         embedded.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_key_left_anywhere(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """After the whole suite: no API key any test used is in any Redis database the tests
+    wrote to, nor in any worker, beat or simulator log."""
+    yield
+    secrets_used = [key.encode() for key in ISSUED_KEYS]
+    found: list[str] = []
+    for database in range(7, 16):
+        client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{database}")
+        found += [
+            f"db {database}: {key!r}"
+            for key in client.scan_iter(count=1000)
+            if any(s in b"".join([key, *values_of(client, key)]) for s in secrets_used)
+        ]
+        client.close()
+    for log in tmp_path_factory.getbasetemp().rglob("*.log"):
+        if any(s in log.read_bytes() for s in secrets_used):
+            found.append(str(log))
+    assert not found, f"an API key was left in: {found[:10]}"
 
 
 @pytest.fixture(scope="session")

@@ -180,8 +180,14 @@ def start_worker(deployment: Deployment, log_dir: Path, *, concurrency: int | No
     return worker
 
 
+ISSUED_KEYS: list[str] = []
+"""Every API key a test handed to workers: the session's last check looks for each."""
+
+
 def new_api_key() -> str:
-    return f"sim-test-{secrets.token_hex(16)}"
+    key = f"sim-test-{secrets.token_hex(16)}"
+    ISSUED_KEYS.append(key)
+    return key
 
 
 def outcome_of(producer: Any, job_id: str, timeout_s: float = 60.0) -> Outcome:
@@ -212,3 +218,32 @@ def fresh_database(url: str, number: int) -> str:
     client.flushdb()
     client.close()
     return other
+
+
+def every_value(client: Any) -> list[bytes]:
+    """Every key name and every byte of every value in a Redis database, whatever its type."""
+    found: list[bytes] = []
+    for key in client.scan_iter(count=1000):
+        found += [key, *values_of(client, key)]
+    return found
+
+
+def values_of(client: Any, key: bytes) -> list[bytes]:
+    # redis-py's reply types are unions of everything; these are raw bytes (no decoding).
+    kind = client.type(key)
+    if kind == b"string":
+        return [client.get(key) or b""]
+    if kind == b"hash":
+        return [item for pair in client.hgetall(key).items() for item in pair]
+    if kind == b"list":
+        return list(client.lrange(key, 0, -1))
+    if kind == b"set":
+        return list(client.smembers(key))
+    if kind == b"zset":
+        return [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
+    if kind == b"stream":
+        entries = client.xrange(key)
+        return [item for _, fields in entries for pair in fields.items() for item in pair]
+    if kind == b"none":
+        return []  # deleted between the scan and the read
+    raise AssertionError(f"unexpected Redis type {kind!r} at {key!r}")

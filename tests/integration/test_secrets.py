@@ -2,46 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+import secrets
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import redis
 
 from orchestrator import keys
+from orchestrator.embedded_redis import EmbeddedRedis, free_port
 from orchestrator.models import Result
-from tests.integration.harness import Sim, Worker, outcome_of
+from tests.integration.harness import (
+    Deployment,
+    Sim,
+    Worker,
+    every_value,
+    outcome_of,
+    start_worker,
+)
 from workers.producer import Producer
 
 pytestmark = pytest.mark.integration
-
-
-def every_value(client: Any) -> list[bytes]:
-    """Every key name and every byte of every value, whatever its type."""
-    found: list[bytes] = []
-    for key in client.scan_iter(count=1000):
-        found += [key, *values_of(client, key)]
-    return found
-
-
-def values_of(client: Any, key: bytes) -> list[bytes]:
-    # redis-py's reply types are unions of everything; these are raw bytes (no decoding).
-    kind = client.type(key)
-    if kind == b"string":
-        return [client.get(key) or b""]
-    if kind == b"hash":
-        return [item for pair in client.hgetall(key).items() for item in pair]
-    if kind == b"list":
-        return list(client.lrange(key, 0, -1))
-    if kind == b"set":
-        return list(client.smembers(key))
-    if kind == b"zset":
-        return [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
-    if kind == b"stream":
-        entries = client.xrange(key)
-        return [item for _, fields in entries for pair in fields.items() for item in pair]
-    if kind == b"none":
-        return []  # deleted between the scan and the read
-    raise AssertionError(f"unexpected Redis type {kind!r} at {key!r}")
 
 
 def test_no_api_key_in_redis_outcomes_or_logs(
@@ -67,3 +49,43 @@ def test_no_api_key_in_redis_outcomes_or_logs(
     log = worker.log()
     assert outcomes[0].job_id in log  # the scan saw the worker's log lines
     assert sim.api_key not in log
+
+
+def test_a_redis_password_works_and_is_never_printed(sim: Sim, tmp_path: Path) -> None:
+    password = f"pw-{secrets.token_hex(12)}"
+    server = EmbeddedRedis(
+        port=free_port(), directory=tmp_path / "redis", password=password
+    ).start()
+    deployment = Deployment(
+        redis_url=server.url,
+        queue=f"runctl-pw-{secrets.token_hex(3)}",
+        api_key=sim.api_key,
+        base_url=sim.base_url,
+    )
+    worker = start_worker(deployment, tmp_path)
+    try:
+        thread_id, run_id = sim.seed_one(status="in_progress")
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "cancel", thread_id, run_id, "--wait"],
+            env=deployment.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        wrong = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "cancel", thread_id, run_id],
+            env=deployment.env() | {"RUNCTL_REDIS_URL": server.url.replace(password, "nope")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        worker.stop()
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    assert "cancelled" in done.stdout
+    assert wrong.returncode != 0
+    for text in (done.stdout, done.stderr, wrong.stdout, wrong.stderr, worker.log()):
+        assert password not in text
