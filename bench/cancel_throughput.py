@@ -13,16 +13,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -36,8 +33,7 @@ from bench.processes import (
     Deployment,
     StartFailed,
     new_api_key,
-    open_redis,
-    start_simulator,
+    open_stage,
     start_workers,
 )
 from bench.sampling import Sampler, Usage
@@ -133,20 +129,18 @@ def run(options: Options, console: Console) -> Report:
     """Set everything up, cancel every run, tear everything down; the figures."""
     machine = describe_machine()
     load_1m = os.getloadavg()[0]
-    workdir = Path(tempfile.mkdtemp(prefix="runctl-bench-"))
     with ExitStack() as stack:
-        if not options.keep_logs:
-            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        target = open_redis(stack, url=options.redis_url, directory=workdir / "redis")
-        sim = start_simulator(
+        workdir, target, sim = open_stage(
             stack,
-            SimulatorConfig(
+            prefix="runctl-bench-",
+            redis_url=options.redis_url,
+            keep_logs=options.keep_logs,
+            config=SimulatorConfig(
                 api_key=new_api_key(),
                 latency_ms=options.latency_ms,
                 cancel_settle_min_s=options.settle_min_s,
                 cancel_settle_max_s=options.settle_max_s,
             ),
-            log_dir=workdir,
         )
         targets = sim.seed(options.runs, status="in_progress")
         deployment = Deployment(

@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -54,8 +52,7 @@ from bench.processes import (
     SimulatorProcess,
     StartFailed,
     new_api_key,
-    open_redis,
-    start_simulator,
+    open_stage,
     start_workers,
 )
 from bench.sampling import Sampler, Usage
@@ -277,21 +274,19 @@ def run(options: Options, console: Console, *, command: str) -> Comparison:
 
 def run_scenario(scenario: Scenario, options: Options, console: Console) -> ScenarioRun:
     """A Redis and a simulator for this scenario, then ours, the async peer, the sequential."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"runctl-compare-{scenario.name}-"))
     with ExitStack() as stack:
-        if not options.keep_logs:
-            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        target = open_redis(stack, url=options.redis_url, directory=workdir / "redis")
-        sim = start_simulator(
+        workdir, target, sim = open_stage(
             stack,
-            SimulatorConfig(
+            prefix=f"runctl-compare-{scenario.name}-",
+            redis_url=options.redis_url,
+            keep_logs=options.keep_logs,
+            config=SimulatorConfig(
                 api_key=new_api_key(),
                 latency_ms=options.latency_ms,
                 cancel_settle_min_s=options.settle_min_s,
                 cancel_settle_max_s=options.settle_max_s,
                 rate_limit_rps=scenario.sim_rate_limit_rps,
             ),
-            log_dir=workdir,
         )
         console.print(
             f"[bold]{scenario.name}[/]: {scenario.runs} runs; simulator pid {sim.child.pid}, "

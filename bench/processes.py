@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -243,3 +245,19 @@ def start_workers(
     finally:
         app.close()
     return workers
+
+
+def open_stage(
+    stack: ExitStack,
+    *,
+    prefix: str,
+    redis_url: str | None,
+    keep_logs: bool,
+    config: SimulatorConfig,
+) -> tuple[Path, RedisTarget, SimulatorProcess]:
+    """A working folder (removed at the end unless `keep_logs`), a Redis and a simulator."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    if not keep_logs:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+    target = open_redis(stack, url=redis_url, directory=workdir / "redis")
+    return workdir, target, start_simulator(stack, config, log_dir=workdir)
