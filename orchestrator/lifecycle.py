@@ -183,10 +183,7 @@ class Lifecycle:
                     f"no request slot under the rate limit within {self.first_turn_wait_max_s:g} s"
                 )
             self.sleep(RECHECK_MIN_S + self.rand() * turn.wait_s)
-        if turn.wait_s > 0:
-            self.sleep(turn.wait_s)
-            if job.bulk_id and turn.wait_s >= ABORT_RECHECK_S and self.gate.aborted(job.bulk_id):
-                raise BulkAborted
+        self._await(job, turn)
         state.start(self.clock())
 
     def internal_error(self, job: CancelJob, progress: Progress, exc: Exception) -> Outcome:
@@ -327,12 +324,18 @@ class Lifecycle:
                 type="rate_limited_here",
                 should_retry=True,
             )
-        if turn.wait_s > 0:
-            self.sleep(turn.wait_s)
-            if job.bulk_id and turn.wait_s >= ABORT_RECHECK_S and self.gate.aborted(job.bulk_id):
-                raise BulkAborted
+        self._await(job, turn)
         count()  # only requests really sent are counted (and checkpointed)
         return self._send(fn)
+
+    def _await(self, job: CancelJob, turn: Reservation) -> None:
+        """Sleep until the reserved slot; after a long wait, a bulk job's request checks
+        whether its bulk job was aborted meanwhile, so that nothing more is sent for it."""
+        if turn.wait_s <= 0:
+            return
+        self.sleep(turn.wait_s)
+        if job.bulk_id and turn.wait_s >= ABORT_RECHECK_S and self.gate.aborted(job.bulk_id):
+            raise BulkAborted
 
     def _send(self, fn: Callable[[], ProviderReply]) -> ProviderReply:
         try:

@@ -30,7 +30,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrator.models import RunStatus
+from orchestrator.models import TERMINAL, RunStatus
 from orchestrator.simulator import errors
 from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.errors import ApiError
@@ -38,15 +38,6 @@ from orchestrator.simulator.errors import ApiError
 Behavior = Literal["normal", "stuck_cancelling", "race_complete", "requires_action"]
 Order = Literal["asc", "desc"]
 
-TERMINAL: frozenset[RunStatus] = frozenset(
-    {
-        RunStatus.CANCELLED,
-        RunStatus.FAILED,
-        RunStatus.COMPLETED,
-        RunStatus.INCOMPLETE,
-        RunStatus.EXPIRED,
-    }
-)
 # A run that is already `cancelling` refuses a second cancel, as the real API does.
 CANCELLABLE: frozenset[RunStatus] = frozenset(
     {RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION}

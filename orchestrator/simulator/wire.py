@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator.models import RunStatus
+from orchestrator.models import TERMINAL, RunStatus
 from orchestrator.simulator import errors
 from orchestrator.simulator.errors import ApiError
-from orchestrator.simulator.state import TERMINAL, RunPage, RunView, usage_of
+from orchestrator.simulator.state import RunPage, RunView, usage_of
 
 SIM_TOOL: dict[str, Any] = {
     "type": "function",

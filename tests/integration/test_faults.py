@@ -170,7 +170,13 @@ def test_a_redis_restart_mid_bulk_loses_no_job(own_sim: Sim, tmp_path: Path) -> 
         queue=f"runctl-restart-{uuid.uuid4().hex[:6]}",
         api_key=own_sim.api_key,
         base_url=own_sim.base_url,
-        overrides={"RUNCTL_DEFAULT_DEADLINE_S": "60", "RUNCTL_RATE_LIMIT_RPS": "50"},
+        # Messages a reconnecting consumer had taken but not started come back after the
+        # visibility timeout: keep it short here so the test sees them come back.
+        overrides={
+            "RUNCTL_DEFAULT_DEADLINE_S": "20",
+            "RUNCTL_VISIBILITY_TIMEOUT_S": "30",
+            "RUNCTL_RATE_LIMIT_RPS": "50",
+        },
     )
     worker = start_worker(deployment, tmp_path, concurrency=100)
     try:

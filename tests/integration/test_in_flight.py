@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 RUNS = 600
 IN_FLIGHT_AT_LEAST = 500
-DEADLINE_S = 15.0
+DEADLINE_S = 30.0  # generous: the claim is about holding 500 at once, not speed
 
 
 @pytest.fixture
