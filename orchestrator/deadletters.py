@@ -32,7 +32,9 @@ class DeadLetters:
         content_type: str | None = None,
         task: str | None = None,
         message_id: str | None = None,
+        pipe: redis.client.Pipeline | None = None,
     ) -> None:
+        """Park one refused message; with `pipe`, only queue the commands on it."""
         raw = body.encode("utf-8", "replace") if isinstance(body, str) else (body or b"")
         entry = {
             "at": self._clock(),
@@ -43,10 +45,12 @@ class DeadLetters:
             "bytes": len(raw),
             "preview": raw[:PREVIEW_BYTES].decode("utf-8", "replace"),
         }
-        pipe = self._redis.pipeline(transaction=False)
+        own = pipe is None
+        pipe = self._redis.pipeline(transaction=False) if pipe is None else pipe
         pipe.lpush(keys.DEAD_LETTERS, json.dumps(entry))
         pipe.ltrim(keys.DEAD_LETTERS, 0, KEEP - 1)
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def newest(self, count: int) -> list[dict[str, Any]]:
         rows: Any = self._redis.lrange(keys.DEAD_LETTERS, 0, count - 1)

@@ -5,24 +5,42 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import redis
-
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.models import CancelJob, Outcome
 from orchestrator.outcomes import OutcomeStore
+from orchestrator.retrying import call_through_redis_outages, is_redis_outage
 
 log = logging.getLogger(__name__)
 
 
 def execute(
-    job: CancelJob, *, lifecycle: Lifecycle, store: OutcomeStore, clock: Callable[[], float]
+    job: CancelJob,
+    *,
+    lifecycle: Lifecycle,
+    store: OutcomeStore,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    redis_outage_max_s: float,
 ) -> Outcome:
     """Bring `job` to its outcome and publish it once; return the outcome that stands.
 
     A job that already has an outcome (a redelivery after the worker died between publishing
     and acknowledging) returns it without touching the provider. A job with saved progress
-    resumes from it, keeping its original deadline.
+    resumes from it, keeping its original deadline. When Redis goes away mid-job, the job
+    waits for it and runs again from its progress; after `redis_outage_max_s` the Redis
+    error is raised, and the caller must hand the job back to the queue.
     """
+    return call_through_redis_outages(
+        lambda: _execute_once(job, lifecycle=lifecycle, store=store, clock=clock),
+        outage_max_s=redis_outage_max_s,
+        clock=clock,
+        sleep=sleep,
+    )
+
+
+def _execute_once(
+    job: CancelJob, *, lifecycle: Lifecycle, store: OutcomeStore, clock: Callable[[], float]
+) -> Outcome:
     progress = store.begin(job, clock())
     if isinstance(progress, Outcome):
         log.info("job already has an outcome; not running it again")
@@ -34,9 +52,9 @@ def execute(
         log.info("resuming job", extra={"cancel_accepted": progress.cancel_accepted})
     try:
         outcome = lifecycle.run(job, progress, lambda p: store.save_progress(job.job_id, p))
-    except redis.RedisError:
-        raise  # the job must run again: the caller requeues it
     except Exception as exc:
+        if is_redis_outage(exc):
+            raise  # nothing can be published now; the job runs again once Redis is back
         # A bug must not lose the job: it ends, once, as an error an operator can see.
         log.exception("job failed unexpectedly")
         outcome = lifecycle.internal_error(job, progress, exc)

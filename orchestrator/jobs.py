@@ -129,14 +129,26 @@ def submit_many(
                 client.delete(*(m for m, held in zip(markers, taken, strict=True) if not held))
             raise
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise RedisUnavailable(
-            f"Redis did not answer ({type(exc).__name__}); nothing was queued. "
-            "Check RUNCTL_REDIS_URL and that Redis is running."
-        ) from None
+        raise RedisUnavailable(f"{_why_unreachable(exc)}; nothing was queued.") from None
     return [
         Submitted(job_id=text(held), duplicate=True) if held else Submitted(job.job_id, False)
         for job, held in zip(jobs, taken, strict=True)
     ]
+
+
+def _why_unreachable(exc: redis.RedisError) -> str:
+    """What went wrong, in words an operator can act on, without echoing the URL."""
+    if isinstance(exc, redis.AuthenticationError):
+        return "Redis refused the password in RUNCTL_REDIS_URL"
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return (
+            "Redis's TLS certificate is not trusted: add ?ssl_ca_certs=/path/to/ca.pem to "
+            "RUNCTL_REDIS_URL"
+        )
+    return (
+        f"Redis did not answer ({type(exc).__name__}): check RUNCTL_REDIS_URL and that "
+        "Redis is running"
+    )
 
 
 def _rule(error: Any) -> str:

@@ -94,3 +94,13 @@ DEAD_LETTERS = f"{PREFIX}:dead-letters"
 def bulk_jobs(bulk_id: str) -> str:
     """Sorted set: the jobs a bulk job admitted (for `runctl audit --bulk`)."""
     return f"{PREFIX}:bulk:{bulk_id}:jobs"
+
+
+FETCHERS = f"{PREFIX}:fetchers"
+"""Hash: every worker channel's fetch list -> its queue and when it was last announced."""
+
+
+def fetching(channel_id: str) -> str:
+    """List: the message one worker channel has taken from its queue but not yet recorded
+    in kombu's `unacked` hash (at most one, for milliseconds; see workers/transport.py)."""
+    return f"{PREFIX}:fetching:{channel_id}"

@@ -1,25 +1,35 @@
 """The one retry policy: the only place that decides what is worth another attempt.
 
-It mirrors the official SDK's rules, which users already know, with two changes for an
-orchestrator: every retry is bounded by the job's deadline, and a delay the server asked
-for is honoured in full (never shortened) or, when it would run past the cap or the
-deadline, not waited at all.
+For the provider, it mirrors the official SDK's rules, which users already know, with two
+changes for an orchestrator: every retry is bounded by the job's deadline, and a delay the
+server asked for is honoured in full (never shortened) or, when it would run past the cap or
+the deadline, not waited at all.
+
+For Redis, a job that meets an outage (a restart, a failover, a full memory) waits for it
+to end and runs again from its saved progress, for up to a bounded time.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import redis
 import tenacity
 
 from orchestrator.providers.base import ProviderError, ProviderUnreachable
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# Redis replies that mean "not now" rather than "never": loading its data after a restart,
+# a replica during a failover, memory full until outcomes expire.
+REDIS_BUSY_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "OOM")
 # 429s with these codes are about money, not speed: waiting will not heal them.
 QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
 
@@ -102,6 +112,45 @@ def call_with_retries(
         ),
         stop=tenacity.stop_after_attempt(policy.max_attempts)
         | _StopAtDeadline(policy, deadline_at, clock),
+        sleep=sleep,
+        reraise=True,
+    )
+    return retrying(fn)
+
+
+# Waits between runs of a job while Redis is away: short at first (a restart takes about a
+# second), then every few seconds.
+REDIS_OUTAGE_POLICY = RetryPolicy(max_attempts=1_000_000, backoff_initial_s=0.25, backoff_max_s=5.0)
+
+
+def is_redis_outage(exc: BaseException) -> bool:
+    """Whether Redis is away for now (worth waiting for), not refusing the command itself."""
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return True
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith(REDIS_BUSY_REPLIES)
+
+
+def call_through_redis_outages(
+    fn: Callable[[], T],
+    *,
+    outage_max_s: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    rand: Callable[[], float] = random.random,
+) -> T:
+    """Call `fn` again after each Redis outage error, for up to `outage_max_s`; then raise it.
+
+    `fn` must be safe to run again: a job resumes from its saved progress.
+    """
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_redis_outage),
+        wait=lambda rs: backoff_s(REDIS_OUTAGE_POLICY, rs.attempt_number, rand),
+        stop=_StopAtDeadline(REDIS_OUTAGE_POLICY, clock() + outage_max_s, clock),
+        before_sleep=lambda rs: log.warning(
+            "redis is away (%s); running the job again in %.1f s",
+            type(rs.outcome.exception() if rs.outcome else None).__name__,
+            rs.upcoming_sleep,
+        ),
         sleep=sleep,
         reraise=True,
     )

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = Field(default=MAX_DEADLINE_S + 300.0, gt=0)
     # How often each worker looks for messages whose worker died (kombu's restore scan).
     restore_interval_s: float = Field(default=10.0, gt=0)
+    # A job that meets a Redis outage waits this long for Redis, resuming from its progress;
+    # then it is handed back to the queue (or, if Redis is still away, to the restore sweep).
+    redis_outage_max_s: float = Field(default=300.0, gt=0)
     outcome_stream_maxlen: int = Field(default=1_000_000, ge=1000)
     outcome_keep_s: int = Field(default=7 * 24 * 3600, ge=60)
 

@@ -7,25 +7,31 @@ comes back after the broker's visibility timeout, which outlasts any job's deadl
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from celery import Celery, signals
+from kombu.utils.url import parse_url
 
 from orchestrator.settings import Settings, get_settings
+from workers.transport import TRANSPORT
 
 CANCEL_TASK = "runctl.cancel"
 ENFORCE_TASK = "runctl.enforce"
 
 
-def make_app(settings: Settings, *, results: bool = True) -> Celery:
-    """The Celery app; `results=False` for producers, which never read Celery results."""
+def make_app(settings: Settings) -> Celery:
+    """The Celery app, for workers and producers alike.
+
+    It has no result backend: a job's result is its outcome, published by the job itself
+    (`orchestrator.outcomes`); storing Celery's copy too would double the writes per job and
+    add one more Redis call that can fail after the job is done.
+    """
     url = settings.redis_url.get_secret_value()
-    app = Celery("runctl", broker=url, backend=url if results else None, include=["workers.tasks"])
+    app = Celery("runctl", broker=url, backend=None, include=["workers.tasks"])
     app.conf.update(
         task_serializer="json",
-        result_serializer="json",
         accept_content=["json"],
-        result_accept_content=["json"],
         task_default_queue=settings.queue_name,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -37,6 +43,10 @@ def make_app(settings: Settings, *, results: bool = True) -> Celery:
         worker_send_task_events=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_consumer="workers.consumer:DeadLetterConsumer",
+        # kombu's Redis transport with an atomic fetch (BLMOVE): a worker killed just after
+        # taking a message can no longer lose it. It reads one list per queue: no priorities.
+        broker_transport=TRANSPORT,
+        broker_use_ssl=broker_tls(url),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options={
@@ -44,6 +54,7 @@ def make_app(settings: Settings, *, results: bool = True) -> Celery:
             # thousand greenlets acknowledge at once: the consumer then reconnects and the
             # jobs it held wait out the visibility timeout. One connection per slot.
             "max_connections": settings.worker_concurrency + 64,
+            "priority_steps": [0],
             "visibility_timeout": settings.visibility_timeout_s,
             "unacked_restore_interval": settings.restore_interval_s,
             "unacked_restore_throttle": 1,
@@ -52,12 +63,7 @@ def make_app(settings: Settings, *, results: bool = True) -> Celery:
             # sweeps at once are safe: each restore is a transaction on the unacked hash.
             "unacked_mutex_expire": int(max(10.0, 3 * settings.restore_interval_s)),
         },
-        result_backend_transport_options={"retry_policy": {"timeout": 30.0}},
-        result_expires=settings.outcome_keep_s,
-        # One backend object for all greenlets; else Celery builds one per greenlet.
-        result_backend_thread_safe=True,
-        result_extended=False,
-        task_ignore_result=False,
+        task_ignore_result=True,
         enable_utc=True,
         beat_schedule={
             "runctl-enforce": {
@@ -69,6 +75,19 @@ def make_app(settings: Settings, *, results: bool = True) -> Celery:
         },
     )
     return app
+
+
+def broker_tls(url: str) -> dict[str, Any] | None:
+    """TLS options for a `rediss://` URL, read from its `ssl_*` query parameters.
+
+    Certificates are verified unless the URL says `ssl_cert_reqs=none`, as redis-py does
+    for our own clients; kombu on its own would connect without verifying.
+    """
+    if not url.startswith("rediss://"):
+        return None
+    options: dict[str, Any] = dict(parse_url(url).get("ssl") or {})
+    options.setdefault("ssl_cert_reqs", ssl.CERT_REQUIRED)
+    return options
 
 
 app = make_app(get_settings())
@@ -93,6 +112,7 @@ def _build_context(**_: Any) -> None:
 
 @signals.worker_ready.connect
 def _start_recovery(sender: Any = None, **_: Any) -> None:
+    from workers.context import get_context
     from workers.recovery import start_sweeper
 
-    start_sweeper(app, interval_s=get_settings().restore_interval_s)
+    start_sweeper(app, get_context().redis, interval_s=get_settings().restore_interval_s)

@@ -5,6 +5,7 @@ Built once per process, on first use; the Celery task stays a thin edge over it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -12,6 +13,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from orchestrator.errors import ConfigurationError
 from orchestrator.lifecycle import Lifecycle, PollPolicy
 from orchestrator.models import Provider
 from orchestrator.outcomes import OutcomeStore
@@ -38,6 +40,33 @@ def redis_client(
     return redis.Redis(connection_pool=pool)
 
 
+log = logging.getLogger(__name__)
+
+MIN_REDIS_VERSION = (6, 2)  # BLMOVE, for the atomic fetch (workers/transport.py)
+
+
+def check_redis(settings: Settings) -> None:
+    """At start-up: refuse a Redis too old for the fetch; warn about settings under which a
+    promise of docs/reliability.md does not hold. A Redis not up yet is not checked."""
+    client = redis_client(settings, max_connections=1, retries=0)
+    try:
+        info = client.info()
+    except redis.RedisError as exc:
+        log.warning("redis not reachable at start-up (%s); not checked", type(exc).__name__)
+        return
+    finally:
+        client.close()
+    version = str(info.get("redis_version", "0.0"))
+    if tuple(int(part) for part in version.split(".")[:2]) < MIN_REDIS_VERSION:
+        raise ConfigurationError(f"Redis {version} is too old: workers need 6.2 or newer")
+    policy = info.get("maxmemory_policy", "noeviction")
+    if policy != "noeviction":
+        log.warning("redis maxmemory-policy is %s: evicted keys can lose jobs; use noeviction",
+                    policy)  # fmt: skip
+    if not info.get("aof_enabled"):
+        log.warning("redis has no AOF persistence: a Redis restart loses queued jobs")
+
+
 def rate_limiter(client: redis.Redis, settings: Settings, provider: Provider) -> RateLimiter:
     return RateLimiter(
         client,
@@ -53,6 +82,7 @@ class WorkerContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis = redis_client(settings)
+        check_redis(settings)
         self.store = OutcomeStore(
             self.redis,
             stream_maxlen=settings.outcome_stream_maxlen,

@@ -29,9 +29,7 @@ class Producer:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        # No result backend here: producers wait on outcomes, never on Celery results, and
-        # a backend would subscribe to each task's result channel as it is sent.
-        self._app = make_app(settings, results=False)
+        self._app = make_app(settings)
         # An operator's command should fail fast, not ride out a Redis restart like a worker.
         self._redis = redis_client(settings, max_connections=8, retries=2)
         self.bulks = BulkStore(self._redis, keep_s=settings.outcome_keep_s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from celery import Task
@@ -15,13 +15,11 @@ from orchestrator.deadletters import DeadLetters
 from orchestrator.execution import execute
 from orchestrator.logs import job_context
 from orchestrator.models import CancelJob
+from orchestrator.retrying import is_redis_outage
 from workers.app import CANCEL_TASK, ENFORCE_TASK, app
 from workers.context import get_context
 
 log = logging.getLogger(__name__)
-
-
-REDIS_RETRY_COUNTDOWN_S = 5.0
 
 
 def _parse(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> CancelJob:
@@ -33,9 +31,13 @@ def _parse(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) 
     except (ValidationError, ValueError) as exc:
         reason = _reason(exc)
         log.error("refused a malformed job: %s", reason)
-        DeadLetters(get_context().redis).park(
-            reason, body=repr((args, kwargs))[:4000], task=CANCEL_TASK, message_id=task.request.id
-        )
+        try:
+            DeadLetters(get_context().redis).park(
+                reason, body=repr((args, kwargs))[:4000], task=CANCEL_TASK,
+                message_id=task.request.id,
+            )  # fmt: skip
+        except redis.RedisError as redis_exc:
+            _hand_back(redis_exc)  # parked once Redis is back
         raise Reject(reason="malformed job", requeue=False) from None
 
 
@@ -60,14 +62,22 @@ def cancel_run(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any
                 lifecycle=context.lifecycles[parsed.provider],
                 store=context.store,
                 clock=time.time,
+                sleep=time.sleep,
+                redis_outage_max_s=context.settings.redis_outage_max_s,
             )
         except redis.RedisError as exc:
-            # Nothing can be published without Redis: run the job again later (it resumes).
-            # If Redis is gone, the retry cannot be sent either and the message stays
-            # unacknowledged, to be handed out again after the visibility timeout.
-            log.error("redis failed mid-job; retrying it: %s", type(exc).__name__)
-            raise self.retry(countdown=REDIS_RETRY_COUNTDOWN_S, max_retries=None) from None
+            _hand_back(exc)
     return outcome.to_json_dict()
+
+
+def _hand_back(exc: redis.RedisError) -> NoReturn:
+    """Return the message to its queue; never `Task.retry`, which drops the message when
+    the retry cannot be sent. If Redis is still away the requeue fails too, and the message
+    waits in kombu's unacked hash for the restore sweep."""
+    if not is_redis_outage(exc):
+        raise exc  # Redis refused a command: a bug, reported as a failed task
+    log.error("redis away too long; handing the job back: %s", type(exc).__name__)
+    raise Reject(reason="redis unreachable", requeue=True) from None
 
 
 @app.task(name=ENFORCE_TASK, acks_late=False, ignore_result=True)

@@ -10,16 +10,21 @@ from pathlib import Path
 import pytest
 import redis
 
+from orchestrator import keys
+from orchestrator.audit import AuditReport, audit
 from orchestrator.embedded_redis import EmbeddedRedis, is_reachable, start_embedded
 from orchestrator.simulator import SimulatorConfig, start_in_thread
 from tests.integration.harness import (
     ISSUED_KEYS,
+    TEST_DATABASES,
     Deployment,
     Sim,
     Worker,
+    database_url,
     new_api_key,
     start_worker,
     values_of,
+    wait_for,
 )
 from workers.producer import Producer
 
@@ -50,8 +55,8 @@ def no_key_left_anywhere(
     yield
     secrets_used = [key.encode() for key in ISSUED_KEYS]
     found: list[str] = []
-    for database in range(7, 16):
-        client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{database}")
+    for database in TEST_DATABASES:
+        client = redis.Redis.from_url(database_url(redis_url, database))
         found += [
             f"db {database}: {key!r}"
             for key in client.scan_iter(count=1000)
@@ -62,6 +67,29 @@ def no_key_left_anywhere(
         if any(s in log.read_bytes() for s in secrets_used):
             found.append(str(log))
     assert not found, f"an API key was left in: {found[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def every_job_audited(redis_url: str) -> Iterator[None]:
+    """After each scenario: in every database the tests use, every job accepted ends with
+    exactly one outcome (`runctl audit` lists nothing). Jobs still running are waited for."""
+    yield
+    for database in TEST_DATABASES:
+        client = redis.Redis.from_url(database_url(redis_url, database))
+        try:
+            if not client.exists(keys.ACCEPTED):
+                continue
+
+            def settled(client: redis.Redis = client) -> AuditReport | None:
+                report = audit(client)
+                return report if not report.missing and not report.in_flight else None
+
+            report = wait_for(
+                settled, timeout_s=90, interval_s=0.5, what=f"every job in db {database} to end"
+            )
+            assert not report.duplicated, f"db {database}: {list(report.duplicated)[:5]}"
+        finally:
+            client.close()
 
 
 @pytest.fixture(scope="session")

@@ -208,12 +208,22 @@ def wait_for_bulk(producer: Any, bulk_id: str, *, timeout_s: float) -> BulkRecor
     return wait_for(finished, timeout_s=timeout_s, what=f"bulk job {bulk_id}")
 
 
+TEST_DATABASES = range(7, 16)
+"""The Redis databases the integration tests write to: 15 for the shared deployment, the
+others for scenarios that must not share kombu's `unacked` hash or a rate-limit bucket."""
+
+
+def database_url(url: str, number: int) -> str:
+    """The same Redis server, database `number`."""
+    return url.rsplit("/", 1)[0] + f"/{number}"
+
+
 def fresh_database(url: str, number: int) -> str:
     """The same Redis server, database `number`, emptied: keys a test must not share
     (kombu's `unacked` hash, the rate-limit buckets) are its own there."""
     import redis
 
-    other = url.rsplit("/", 1)[0] + f"/{number}"
+    other = database_url(url, number)
     client = redis.Redis.from_url(other)
     client.flushdb()
     client.close()

@@ -62,7 +62,7 @@ def test_cancel_wait_exit_code_names_the_result(
     ],
 )
 def test_bad_input_is_refused_before_anything_is_queued(
-    deployment: Deployment, redis_client: redis.Redis, args: list[str], field: str
+    deployment: Deployment, worker: Worker, redis_client: redis.Redis, args: list[str], field: str
 ) -> None:
     # A queue no worker reads, so that anything queued would still be there to see.
     unread = replace(deployment, queue=f"runctl-unread-{uuid.uuid4().hex[:6]}")
@@ -74,6 +74,8 @@ def test_bad_input_is_refused_before_anything_is_queued(
     assert done.stderr.startswith(f"error: {field}: ")
     assert redis_client.llen(unread.queue) == 1
     assert not list(redis_client.scan_iter(match=keys.inflight("*", "../etc", "*")))
+    # The good job was accepted: hand it to the worker, so that it ends with its outcome.
+    redis_client.lmove(unread.queue, deployment.queue, "RIGHT", "LEFT")
 
 
 def test_redis_down_is_one_clear_line_and_nothing_queued(deployment: Deployment) -> None:

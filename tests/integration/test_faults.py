@@ -122,11 +122,6 @@ def test_a_429_storm_is_waited_out_as_asked(own_sim: Sim, redis_url: str, tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-@pytest.mark.skip(
-    reason="open (issue 5): 1 job of 2,000 lost under 5 SIGKILLs with a 6 s visibility "
-    "timeout; received by a worker, never started, gone from kombu's unacked hash. "
-    "See docs/reliability.md."
-)
 def test_workers_killed_again_and_again_lose_no_job(
     own_sim: Sim, redis_url: str, tmp_path: Path
 ) -> None:
@@ -161,11 +156,6 @@ def test_workers_killed_again_and_again_lose_no_job(
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.skip(
-    reason="open (issue 5): passes alone (3 of 3) but, in 2 of 3 full-suite runs, the bulk "
-    "job never finished within 200 s after the restart, even with a 30 s visibility "
-    "timeout. See docs/reliability.md."
-)
 def test_a_redis_restart_mid_bulk_loses_no_job(own_sim: Sim, tmp_path: Path) -> None:
     from orchestrator.embedded_redis import EmbeddedRedis, free_port
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from kombu import Connection
 
 from orchestrator.models import Result
@@ -47,7 +48,7 @@ def test_poison_is_parked_and_good_jobs_still_run(
 ) -> None:
     trap = tmp_path / "trap"
     before = len(dead_letters(deployment))
-    app = make_app(deployment.settings(), results=False)
+    app = make_app(deployment.settings())
     bad_jobs: list[tuple[list[Any], dict[str, Any]]] = [
         ([{"job_id": "job_bad1", "thread_id": "../etc", "run_id": "run_1"}], {}),
         ([{"job_id": "job_bad2", "thread_id": "t", "run_id": "r", "deadline_s": "soon"}], {}),
@@ -67,11 +68,16 @@ def test_poison_is_parked_and_good_jobs_still_run(
             headers={"task": CANCEL_TASK, "id": "job_pickled", "lang": "py"},
         )
     app.close()
+    # Entries pushed onto the queue's list by hand, bypassing kombu: not even an envelope.
+    raw_entries = [b"not json at all", b'["a list, not an envelope"]', b'{"body": "no properties"}']
+    client = redis.Redis.from_url(deployment.redis_url)
+    client.lpush(deployment.queue, *raw_entries)
+    client.close()
 
     def all_parked() -> list[dict[str, Any]] | None:
         letters = dead_letters(deployment)
         new = letters[: len(letters) - before]  # newest first
-        return new if len(new) >= len(bad_jobs) + 1 else None
+        return new if len(new) >= len(bad_jobs) + 1 + len(raw_entries) else None
 
     parked = wait_for(all_parked, timeout_s=60, what="every poison message parked")
     reasons = " | ".join(entry["reason"] for entry in parked)
@@ -79,6 +85,7 @@ def test_poison_is_parked_and_good_jobs_still_run(
     assert "deadline_s" in reasons
     assert "job_id" in reasons
     assert "untrusted content of type pickle" in reasons
+    assert reasons.count("not a message envelope") == len(raw_entries)
     assert not trap.exists()  # the pickle was never loaded
 
     thread_id, run_id = sim.seed_one(status="in_progress")

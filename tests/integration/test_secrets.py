@@ -21,6 +21,7 @@ from tests.integration.harness import (
     outcome_of,
     start_worker,
 )
+from tests.integration.tls_proxy import TlsProxy
 from workers.producer import Producer
 
 pytestmark = pytest.mark.integration
@@ -51,41 +52,51 @@ def test_no_api_key_in_redis_outcomes_or_logs(
     assert sim.api_key not in log
 
 
-def test_a_redis_password_works_and_is_never_printed(sim: Sim, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["redis", "rediss"])
+def test_a_redis_password_works_and_is_never_printed(sim: Sim, tmp_path: Path, tls: bool) -> None:
     password = f"pw-{secrets.token_hex(12)}"
     server = EmbeddedRedis(
         port=free_port(), directory=tmp_path / "redis", password=password
     ).start()
+    proxy = TlsProxy(server.port, tmp_path).start() if tls else None
+    if proxy is None:
+        url = server.url
+        refused_url, refusal = url.replace(password, "nope"), "refused the password"
+    else:
+        url = f"rediss://:{password}@127.0.0.1:{proxy.port}/0?ssl_ca_certs={proxy.ca_path}"
+        # Without the test CA the server's certificate is refused: TLS is really checked.
+        refused_url, refusal = url.split("?", 1)[0], "TLS certificate is not trusted"
     deployment = Deployment(
-        redis_url=server.url,
+        redis_url=url,
         queue=f"runctl-pw-{secrets.token_hex(3)}",
         api_key=sim.api_key,
         base_url=sim.base_url,
     )
+
+    def cancel(*args: str, redis_url: str = url) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator", "cancel", *args],
+            env=deployment.env() | {"RUNCTL_REDIS_URL": redis_url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
     worker = start_worker(deployment, tmp_path)
     try:
         thread_id, run_id = sim.seed_one(status="in_progress")
-        done = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "cancel", thread_id, run_id, "--wait"],
-            env=deployment.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        wrong = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "cancel", thread_id, run_id],
-            env=deployment.env() | {"RUNCTL_REDIS_URL": server.url.replace(password, "nope")},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = cancel(thread_id, run_id, "--wait")
+        refused = cancel(thread_id, run_id, redis_url=refused_url)
     finally:
         worker.stop()
+        if proxy is not None:
+            proxy.stop()
         server.stop()
     assert done.returncode == 0, done.stderr
     assert "cancelled" in done.stdout
-    assert wrong.returncode != 0
-    for text in (done.stdout, done.stderr, wrong.stdout, wrong.stderr, worker.log()):
+    assert proxy is None or proxy.handshakes > 0  # the worker and the CLI went through TLS
+    assert refused.returncode != 0
+    assert refusal in refused.stderr
+    for text in (done.stdout, done.stderr, refused.stdout, refused.stderr, worker.log()):
         assert password not in text

@@ -1,7 +1,10 @@
-"""A worker SIGKILLed mid-job: the job comes back to another worker and publishes once."""
+"""A worker SIGKILLed mid-job, or just after taking a message: the job comes back to
+another worker and publishes once."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +47,7 @@ def crash_deployment(redis_url: str, sim: Sim) -> Deployment:
         overrides={
             "RUNCTL_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
             "RUNCTL_DEFAULT_DEADLINE_S": str(DEADLINE_S),
+            "RUNCTL_RESTORE_INTERVAL_S": "1",
         },
     )
 
@@ -98,4 +102,31 @@ def test_a_killed_workers_job_completes_on_another_with_one_outcome(
     report = audit(redis_client)
     assert report.clean
     assert report.accepted == report.published == 1
+    redis_client.close()
+
+
+def test_a_message_stranded_in_a_dead_workers_fetch_list_comes_back(
+    sim: Sim, crash_deployment: Deployment, workers: list[Worker], tmp_path: Path
+) -> None:
+    # What a worker SIGKILLed between taking a message (BLMOVE) and recording it in
+    # `unacked` leaves behind, built by hand: the message in a fetch list no one reads.
+    redis_client = redis.Redis.from_url(crash_deployment.redis_url)
+    thread_id, run_id = sim.seed_one(status="in_progress")
+    producer = Producer(crash_deployment.settings())
+    job_id = producer.cancel(thread_id, run_id).job_id
+    dead_fetch = keys.fetching("dead-channel")
+    assert redis_client.lmove(crash_deployment.queue, dead_fetch, "RIGHT", "LEFT") is not None
+    entry = {"queue": crash_deployment.queue, "announced_at": time.time()}
+    redis_client.hset(keys.FETCHERS, dead_fetch, json.dumps(entry))
+    assert redis_client.llen(crash_deployment.queue) == 0
+
+    worker = start_worker(crash_deployment, tmp_path)
+    workers.append(worker)
+    outcome = outcome_of(producer, job_id, timeout_s=60)
+    producer.close()
+
+    assert outcome.result is Result.CANCELLED
+    assert redis_client.llen(dead_fetch) == 0
+    assert "stranded" in worker.log()
+    assert audit(redis_client).clean
     redis_client.close()

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import redis
 
 from orchestrator.providers.assistants import error_from_response, retry_after_s
 from orchestrator.providers.base import ProviderError, ProviderUnreachable
-from orchestrator.retrying import RetryPolicy, backoff_s, call_with_retries, is_retryable
+from orchestrator.retrying import (
+    RetryPolicy,
+    backoff_s,
+    call_through_redis_outages,
+    call_with_retries,
+    is_redis_outage,
+    is_retryable,
+)
 from tests.unit.fakes import START_S, FakeClock
 
 
@@ -186,3 +194,73 @@ def test_an_unreadable_success_answer_is_a_transient_provider_error(body: bytes)
     assert caught.value.http_status == 200
     assert is_retryable(caught.value)
     assert "unreadable Run" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redis.ConnectionError("Connection refused"),
+        redis.TimeoutError("Timeout reading from socket"),
+        redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
+        redis.ResponseError("READONLY You can't write against a read only replica."),
+        redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'."),
+    ],
+)
+def test_a_redis_outage_is_waited_for(exc: redis.RedisError) -> None:
+    assert is_redis_outage(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        redis.ResponseError("ERR Error running script"),
+        ValueError("not redis at all"),
+    ],
+)
+def test_a_refused_redis_command_is_not_an_outage(exc: Exception) -> None:
+    assert not is_redis_outage(exc)
+
+
+def test_a_job_runs_again_after_a_redis_outage_with_growing_waits() -> None:
+    clock = FakeClock()
+    outages: list[Exception] = [redis.ConnectionError("down") for _ in range(5)]
+    calls: list[int] = []
+
+    def job() -> str:
+        calls.append(1)
+        if outages:
+            raise outages.pop(0)
+        return "published"
+
+    got = call_through_redis_outages(
+        job, outage_max_s=300, clock=clock, sleep=clock.sleep, rand=lambda: 0.0
+    )
+    assert got == "published"
+    assert len(calls) == 6
+    assert clock.sleeps == [0.25, 0.5, 1.0, 2.0, 4.0]
+
+
+def test_a_redis_outage_longer_than_the_limit_raises_its_error() -> None:
+    clock = FakeClock()
+
+    def job() -> str:
+        raise redis.ConnectionError("down for good")
+
+    with pytest.raises(redis.ConnectionError):
+        call_through_redis_outages(
+            job, outage_max_s=30, clock=clock, sleep=clock.sleep, rand=lambda: 0.0
+        )
+    assert clock.now_s - START_S <= 30
+    assert max(clock.sleeps) == 5.0  # capped: Redis is looked at every few seconds
+
+
+def test_a_refused_redis_command_is_raised_at_once() -> None:
+    clock = FakeClock()
+
+    def job() -> str:
+        raise redis.ResponseError("WRONGTYPE Operation against a key")
+
+    with pytest.raises(redis.ResponseError):
+        call_through_redis_outages(job, outage_max_s=30, clock=clock, sleep=clock.sleep)
+    assert clock.sleeps == []
