@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,9 +28,18 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
-# Redis replies that mean "not now" rather than "never": loading its data after a restart,
-# a replica during a failover, memory full until outcomes expire.
-REDIS_BUSY_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "OOM")
+# Redis errors that mean "not now" rather than "never": the connection is gone, Redis is
+# loading its data after a restart (BusyLoadingError is a ConnectionError), a replica or a
+# failover (READONLY, MASTERDOWN, TRYAGAIN), memory full until outcomes expire (OOM).
+REDIS_OUTAGE_ERRORS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+_BUSY_REPLY = re.compile(r"\b(OOM|READONLY|LOADING|MASTERDOWN|TRYAGAIN|BUSY|MISCONF|NOREPLICAS)\b")
 # 429s with these codes are about money, not speed: waiting will not heal them.
 QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
 
@@ -125,9 +135,10 @@ REDIS_OUTAGE_POLICY = RetryPolicy(max_attempts=1_000_000, backoff_initial_s=0.25
 
 def is_redis_outage(exc: BaseException) -> bool:
     """Whether Redis is away for now (worth waiting for), not refusing the command itself."""
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+    if isinstance(exc, REDIS_OUTAGE_ERRORS):
         return True
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith(REDIS_BUSY_REPLIES)
+    # Replies redis-py has no class for, or wrapped in a script's error ("...: -OOM ...").
+    return isinstance(exc, redis.ResponseError) and bool(_BUSY_REPLY.search(str(exc)))
 
 
 def call_through_redis_outages(

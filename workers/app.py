@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ssl
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from celery import Celery, signals
-from kombu.utils.url import parse_url
+from kombu.utils.url import parse_ssl_cert_reqs
 
 from orchestrator.settings import Settings, get_settings
 from workers.transport import TRANSPORT
@@ -27,7 +28,7 @@ def make_app(settings: Settings) -> Celery:
     (`orchestrator.outcomes`); storing Celery's copy too would double the writes per job and
     add one more Redis call that can fail after the job is done.
     """
-    url = settings.redis_url.get_secret_value()
+    url, tls = broker_endpoint(settings.redis_url.get_secret_value())
     app = Celery("runctl", broker=url, backend=None, include=["workers.tasks"])
     app.conf.update(
         task_serializer="json",
@@ -46,7 +47,7 @@ def make_app(settings: Settings) -> Celery:
         # kombu's Redis transport with an atomic fetch (BLMOVE): a worker killed just after
         # taking a message can no longer lose it. It reads one list per queue: no priorities.
         broker_transport=TRANSPORT,
-        broker_use_ssl=broker_tls(url),
+        broker_use_ssl=tls,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options={
@@ -77,17 +78,28 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-def broker_tls(url: str) -> dict[str, Any] | None:
-    """TLS options for a `rediss://` URL, read from its `ssl_*` query parameters.
+def broker_endpoint(url: str) -> tuple[str, dict[str, Any] | None]:
+    """The broker URL for Celery, and its TLS options for a `rediss://` URL.
 
-    Certificates are verified unless the URL says `ssl_cert_reqs=none`, as redis-py does
-    for our own clients; kombu on its own would connect without verifying.
+    The URL's `ssl_*` query parameters become the TLS options, and certificates are
+    verified unless they say `ssl_cert_reqs=none`, as redis-py does for our own clients.
+    kombu alone would skip TLS altogether with our transport class, and would let the
+    URL's options replace (not extend) `broker_use_ssl`.
     """
     if not url.startswith("rediss://"):
-        return None
-    options: dict[str, Any] = dict(parse_url(url).get("ssl") or {})
-    options.setdefault("ssl_cert_reqs", ssl.CERT_REQUIRED)
-    return options
+        return url, None
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    for name, value in query:
+        if name == "ssl_cert_reqs":
+            options[name] = parse_ssl_cert_reqs(value)
+        elif name == "ssl_check_hostname":
+            options[name] = value.lower() != "false"
+        elif name.startswith("ssl_"):
+            options[name] = value
+    kept = urlencode([(n, v) for n, v in query if not n.startswith("ssl_")])
+    return urlunsplit(parts._replace(query=kept)), options
 
 
 app = make_app(get_settings())

@@ -66,7 +66,9 @@ def cancel_run(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any
                 redis_outage_max_s=context.settings.redis_outage_max_s,
             )
         except redis.RedisError as exc:
-            _hand_back(exc)
+            if is_redis_outage(exc):
+                _hand_back(exc)
+            _park_refused(self, parsed, exc)
     return outcome.to_json_dict()
 
 
@@ -74,10 +76,23 @@ def _hand_back(exc: redis.RedisError) -> NoReturn:
     """Return the message to its queue; never `Task.retry`, which drops the message when
     the retry cannot be sent. If Redis is still away the requeue fails too, and the message
     waits in kombu's unacked hash for the restore sweep."""
-    if not is_redis_outage(exc):
-        raise exc  # Redis refused a command: a bug, reported as a failed task
     log.error("redis away too long; handing the job back: %s", type(exc).__name__)
     raise Reject(reason="redis unreachable", requeue=True) from None
+
+
+def _park_refused(task: Task[Any, Any], job: CancelJob, exc: redis.RedisError) -> NoReturn:
+    """Redis refused one of the job's commands (a bug, not an outage): running it again
+    would fail the same way. Park it where an operator looks, then drop the message;
+    `runctl audit` lists the job as missing."""
+    reason = f"redis refused a command of this job: {type(exc).__name__}: {str(exc)[:200]}"
+    log.error("%s; parking the job", reason)
+    try:
+        DeadLetters(get_context().redis).park(
+            reason, body=job.model_dump_json(), task=CANCEL_TASK, message_id=task.request.id
+        )
+    except redis.RedisError as park_exc:
+        _hand_back(park_exc)  # not even parked: keep the message
+    raise Reject(reason="redis refused the job", requeue=False) from None
 
 
 @app.task(name=ENFORCE_TASK, acks_late=False, ignore_result=True)

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 TRANSPORT = "workers.transport:Transport"  # the name Celery's `broker_transport` takes
 REGISTER_EVERY_S = 30.0  # how often a live channel says its fetch list is still in use
 FORGET_AFTER_S = 600.0  # an empty fetch list unannounced this long belongs to no one
+REFUSED_PAUSE_S = 1.0  # after Redis refuses a fetch (full memory), before the next
 
 # KEYS: fetch list, queue. ARGV: the message. Moves it back to the head of its queue, once.
 _RECLAIM = """
@@ -60,16 +61,24 @@ class QoS(_RedisQoS):  # type: ignore[misc]
     def append(self, message: Any, delivery_tag: str) -> None:
         """Record the message in `unacked` and take it off the fetch list in one MULTI."""
         channel: Channel = self.channel
-        fetched, channel.fetched = channel.fetched, None
         delivery = message.delivery_info
         record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
         with self.pipe_or_acquire() as pipe:
             pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()})
             pipe.hset(self.unacked_key, delivery_tag, record)
-            if fetched is not None:
-                pipe.lrem(channel.fetch_key, 1, fetched)
+            if channel.fetched is not None:
+                pipe.lrem(channel.fetch_key, 1, channel.fetched)
             pipe.execute()
+        channel.fetched = None  # in `unacked` now, and off the fetch list
         virtual.QoS.append(self, message, delivery_tag)
+
+    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
+        """kombu's sweep, run from the consumer's poll: a Redis that refuses its mutex (full
+        memory) must not stop the consumer. The next sweep tries again."""
+        try:
+            super().restore_visible(*args, **kwargs)
+        except redis.ResponseError as exc:
+            log.warning("redis refused the restore sweep (%s); trying at the next one", exc)
 
 
 class Channel(_RedisChannel):  # type: ignore[misc]
@@ -109,28 +118,62 @@ class Channel(_RedisChannel):  # type: ignore[misc]
             except self.connection_errors:
                 self.client.connection.disconnect()  # reconnect on the next fetch
                 raise
+            except redis.ResponseError as exc:
+                # Redis refused the fetch: BLMOVE writes, so a full Redis (noeviction)
+                # answers OOM. Wait for memory instead of failing the consumer.
+                self._pause("the fetch", exc)
+                raise virtual.Empty() from None
             if item is None:
                 raise virtual.Empty()
-            try:
-                payload = loads(item)
-                if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
-                    raise ValueError("not a kombu message envelope")
-            except Exception as exc:  # anything pushed onto the list by hand
-                self._park(item, exc)
-                raise virtual.Empty() from None
-            self.fetched = item
-            self._queue_cycle.rotate(queue)
-            self.connection._deliver(payload, queue)
-            if self.fetched is not None:
-                # A consumer without acks (Celery's control replies) took it as it came:
-                # nothing went to `unacked`, so nothing is left to reclaim.
-                self.fetched = None
-                with self.conn_or_acquire() as client:
-                    client.lrem(self.fetch_key, 1, item)
+            self._take(item, queue)
             return True
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
+
+    def _take(self, item: bytes, queue: str) -> None:
+        """Hand one fetched entry to its consumer; whatever goes wrong, it stays somewhere:
+        in `unacked`, in the fetch list (for the reclaimer), in its queue or parked."""
+        try:
+            payload = loads(item)
+            if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
+                raise ValueError("not a kombu message envelope")
+        except Exception as exc:  # anything pushed onto the list by hand
+            self._park(item, exc)
+            raise virtual.Empty() from None
+        if queue not in self.connection._callbacks:
+            # No consumer any more (the channel is closing): back to the head of its queue.
+            with self.conn_or_acquire() as client:
+                client.eval(_RECLAIM, 2, self.fetch_key, queue, item)
+            raise virtual.Empty()
+        self.fetched = item
+        self._queue_cycle.rotate(queue)
+        try:
+            self.connection._deliver(payload, queue)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            raise  # still in the fetch list; the consumer reconnects
+        except redis.RedisError as exc:
+            if self.fetched is None:
+                raise
+            self.fetched = None
+            self._pause("recording a fetched message", exc)  # the reclaimer returns it
+            raise virtual.Empty() from None
+        except Exception as exc:
+            if self.fetched is None:
+                raise  # it is in `unacked`: the consumer's own failure, not the envelope's
+            self.fetched = None
+            self._park(item, exc)  # an envelope kombu cannot make a message of
+            raise virtual.Empty() from None
+        if self.fetched is not None:
+            # A consumer without acks (Celery's control replies) took it as it came:
+            # nothing went to `unacked`, so nothing is left to reclaim.
+            self.fetched = None
+            with self.conn_or_acquire() as client:
+                client.lrem(self.fetch_key, 1, item)
+
+    def _pause(self, doing: str, exc: redis.RedisError) -> None:
+        log.warning("redis refused %s (%s); trying again in %g s", doing, exc, REFUSED_PAUSE_S)
+        time.sleep(REFUSED_PAUSE_S)  # gevent's, under the gevent pool: other jobs go on
 
     def _poll_error(self, type: str, **options: Any) -> None:
         if type == "BRPOP" and self._fetch_queue is not None:
@@ -146,13 +189,17 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         if now - self._registered_at < REGISTER_EVERY_S:
             return
         entry = json.dumps({"queue": queue, "announced_at": now})
-        with self.conn_or_acquire() as client:
-            client.hset(keys.FETCHERS, self.fetch_key, entry)
+        try:
+            with self.conn_or_acquire() as client:
+                client.hset(keys.FETCHERS, self.fetch_key, entry)
+        except redis.ResponseError as exc:  # full memory: the fetch itself will wait
+            log.warning("redis refused to register a fetch list (%s)", exc)
+            return
         self._registered_at = now
 
     def _park(self, item: bytes, exc: Exception) -> None:
         """Move an envelope that is not a message from the fetch list to the dead letters."""
-        reason = f"not a message envelope: {type(exc).__name__}"
+        reason = f"not a message envelope: {type(exc).__name__}: {str(exc)[:200]}"
         log.error("refused a raw queue entry: %s", reason)
         with self.conn_or_acquire() as client:
             pipe = client.pipeline()

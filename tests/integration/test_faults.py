@@ -56,6 +56,12 @@ def deployment_for(sim: Sim, redis_url: str, database: int, **env: str) -> Deplo
     )
 
 
+def done(producer: Producer, bulk_id: str) -> int:
+    record = producer.bulks.get(bulk_id)
+    assert record is not None
+    return record.done
+
+
 def assert_audited(deployment: Deployment) -> None:
     client = redis.Redis.from_url(deployment.redis_url)
     report = audit(client)
@@ -190,4 +196,46 @@ def test_a_redis_restart_mid_bulk_loses_no_job(own_sim: Sim, tmp_path: Path) -> 
         assert_audited(deployment)
     finally:
         worker.stop()
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_full_redis_makes_jobs_wait_and_loses_none(own_sim: Sim, tmp_path: Path) -> None:
+    from orchestrator.embedded_redis import EmbeddedRedis, free_port
+
+    server = EmbeddedRedis(port=free_port(), directory=tmp_path / "full").start()
+    deployment = Deployment(
+        redis_url=server.url,
+        queue=f"runctl-full-{uuid.uuid4().hex[:6]}",
+        api_key=own_sim.api_key,
+        base_url=own_sim.base_url,
+        overrides={"RUNCTL_DEFAULT_DEADLINE_S": "60", "RUNCTL_RATE_LIMIT_RPS": "50"},
+    )
+    client = redis.Redis.from_url(server.url)
+    worker = start_worker(deployment, tmp_path, concurrency=100)
+    try:
+        runs = own_sim.seed(300, status="in_progress")
+        producer = Producer(deployment.settings())
+        bulk_id = producer.bulk_cancel((Target(t, r) for t, r in runs), on_problem=print)
+        wait_for(lambda: own_sim.stats()["cancels_received"] >= 50, timeout_s=30)
+        # Full: every command that may grow memory is refused with OOM (noeviction).
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)
+        wait_for(lambda: "OutOfMemoryError" in worker.log(), timeout_s=30, what="an OOM")
+        done_when_full = done(producer, bulk_id)
+        held = time.monotonic()
+        wait_for(lambda: time.monotonic() - held >= 5, timeout_s=10, interval_s=0.2)
+        done_after_5_s_full = done(producer, bulk_id)
+        client.config_set("maxmemory", 0)
+        record = wait_for_bulk(producer, bulk_id, timeout_s=200)
+        producer.close()
+        assert worker.process.poll() is None  # the worker rode it out
+        assert done_after_5_s_full == done_when_full < 300  # nothing published while full
+        assert record.done == record.queued == 300
+        assert set(record.results) <= {Result.CANCELLED}
+        assert_audited(deployment)
+    finally:
+        worker.stop()
+        client.close()
         server.stop()

@@ -69,7 +69,14 @@ def test_poison_is_parked_and_good_jobs_still_run(
         )
     app.close()
     # Entries pushed onto the queue's list by hand, bypassing kombu: not even an envelope.
-    raw_entries = [b"not json at all", b'["a list, not an envelope"]', b'{"body": "no properties"}']
+    raw_entries = [
+        b"not json at all",
+        b'["a list, not an envelope"]',
+        b'{"body": "no properties"}',
+        b'{"properties": {}}',  # no delivery tag
+        b'{"properties": {"delivery_tag": "t1"}}',  # no delivery info
+        b'{"properties": {"delivery_tag": "t2", "delivery_info": "a string"}}',
+    ]
     client = redis.Redis.from_url(deployment.redis_url)
     client.lpush(deployment.queue, *raw_entries)
     client.close()
