@@ -20,6 +20,10 @@ SERVER_MESSAGES: dict[int, str] = {
 }
 
 
+class ConnectionDropped(Exception):
+    """The server closes the connection without answering (a proxy or a crash mid-request)."""
+
+
 class ApiError(Exception):
     """An error response: HTTP status, the `error` object's four fields, and, for 429 and
     503, how long the client should wait (`retry_after_s`, sent as `retry-after` headers)."""

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from orchestrator.models import RunStatus
 from orchestrator.simulator import admin, errors
 from orchestrator.simulator.config import SimulatorConfig
-from orchestrator.simulator.errors import ApiError
+from orchestrator.simulator.errors import ApiError, ConnectionDropped
 from orchestrator.simulator.ratelimit import format_duration
 from orchestrator.simulator.runtime import Runtime
 from orchestrator.simulator.state import RequestRecord, RunSpec
@@ -95,6 +95,8 @@ class Api:
             body = dumps(error_body(error))
             if error.retry_after_s is not None:
                 headers.update(retry_after_headers(error.retry_after_s))
+        except ConnectionDropped:
+            status, body = 0, b""  # logged as "no answer"
         match = request.match_info
         runtime.state.traffic.record(
             RequestRecord(
@@ -106,6 +108,8 @@ class Api:
                 status,
             )
         )
+        if status == 0 and request.transport is not None:
+            request.transport.abort()  # no answer at all: the client sees the connection end
         return web.Response(
             body=body, status=status, headers=headers, content_type="application/json"
         )

@@ -58,7 +58,8 @@ class Fault(BaseModel):
     """A scripted error for one request to one run.
 
     `apply=True` means the request takes effect but its response is this error: a lost
-    response, like a 504 from a proxy after the upstream accepted the cancel.
+    response, like a 504 from a proxy after the upstream accepted the cancel. `drop=True`
+    closes the connection instead of answering (the status is then not sent).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -69,6 +70,7 @@ class Fault(BaseModel):
     message: str | None = None
     retry_after_s: float | None = Field(default=None, ge=0.0)
     apply: bool = False
+    drop: bool = False
 
     def to_error(self) -> ApiError:
         """The error response this fault stands for, with protocol defaults for what it omits."""
@@ -441,6 +443,8 @@ class State:
             if fault.apply and status_at(run, now)[0] in CANCELLABLE:
                 self._apply_cancel(run, now)
                 self.cancels_applied += 1
+            if fault.drop:
+                raise errors.ConnectionDropped()
             raise fault.to_error()
         status = status_at(run, now)[0]
         if status not in CANCELLABLE:

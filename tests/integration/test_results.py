@@ -119,13 +119,22 @@ def test_the_delay_the_server_asks_for_is_waited(sim: Sim, producer: Producer) -
     assert 0.6 <= second_gap_s < 5.0
 
 
-def test_a_lost_cancel_response_still_ends_cancelled(sim: Sim, producer: Producer) -> None:
-    thread_id, run_id = sim.seed_one(
-        status="in_progress", fail_cancel=[{"status": 504, "apply": True}]
-    )
+@pytest.mark.parametrize(
+    "lost",
+    [{"status": 504, "apply": True}, {"status": 500, "apply": True, "drop": True}],
+    ids=["a 504", "a closed connection"],
+)
+def test_a_lost_cancel_response_still_ends_cancelled(
+    sim: Sim, producer: Producer, lost: dict[str, object]
+) -> None:
+    # The cancel takes effect, its answer is lost; the retry meets "Cannot cancel run with
+    # status 'cancelling'", which means it worked.
+    thread_id, run_id = sim.seed_one(status="in_progress", fail_cancel=[lost])
     outcome = outcome_of(producer, producer.cancel(thread_id, run_id).job_id)
     assert outcome.result is Result.CANCELLED
     assert outcome.cancel_attempts == 2
+    answers = [r["status"] for r in sim.requests(run_id=run_id, route="cancel_run")]
+    assert answers == [0 if lost.get("drop") else 504, 400]
 
 
 def test_a_second_submit_while_in_flight_returns_the_same_job(sim: Sim, producer: Producer) -> None:
