@@ -52,6 +52,17 @@ class BulkStatus(StrEnum):
     ABORTED = "aborted"  # nothing more is sent; jobs not yet done end `skipped`
 
 
+class ElsewhereRow(BaseModel):
+    """A run of the bulk job that another job (`job_id`) was already cancelling: it was not
+    queued again, and its outcome is that job's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    thread_id: str
+    run_id: str
+    job_id: str
+
+
 class BulkRecord(BaseModel):
     """Where a bulk job stands. `seen` = queued + repeated + in_flight_elsewhere."""
 
@@ -156,6 +167,20 @@ class BulkStore:
                 pipe.hincrby(keys.bulk(bulk_id), name, value)
         pipe.execute()
 
+    def record_elsewhere(self, bulk_id: str, rows: Sequence[ElsewhereRow]) -> None:
+        """Remember runs that another job was already cancelling, for the report."""
+        if not rows:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.rpush(keys.bulk_elsewhere(bulk_id), *(row.model_dump_json() for row in rows))
+        pipe.expire(keys.bulk_elsewhere(bulk_id), self._keep_s)
+        pipe.execute()
+
+    def elsewhere(self, bulk_id: str) -> list[ElsewhereRow]:
+        """The runs of the bulk job that another job was already cancelling."""
+        rows: Any = self._redis.lrange(keys.bulk_elsewhere(bulk_id), 0, -1)
+        return [ElsewhereRow.model_validate_json(row) for row in rows]
+
     def enqueued(self, bulk_id: str, *, failure: str = "") -> None:
         """Enqueueing ended (all queued, or `failure`): the bulk job runs, unless it was
         aborted meanwhile (one atomic step, so an abort in between is never overwritten)."""
@@ -229,7 +254,13 @@ def _enqueue_batch(
     except BaseException:
         store.add(bulk_id, queued=-len(fresh))
         raise
-    elsewhere = sum(1 for s in submitted if s.duplicate)
+    taken = [
+        ElsewhereRow(thread_id=t.thread_id, run_id=t.run_id, job_id=s.job_id)
+        for t, s in zip(fresh, submitted, strict=True)
+        if s.duplicate
+    ]
+    store.record_elsewhere(bulk_id, taken)
+    elsewhere = len(taken)
     store.add(
         bulk_id,
         seen=len(good),

@@ -34,6 +34,7 @@ from orchestrator.targets import (
 if TYPE_CHECKING:
     from workers.producer import Producer
 
+IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"  # a report row's result for a run not queued again
 bulk_app = typer.Typer(no_args_is_help=True, help="Follow, abort and report bulk jobs.")
 out = Console(soft_wrap=True)  # a line is one line: greppable, never cut
 err = Console(stderr=True, soft_wrap=True)
@@ -150,7 +151,8 @@ def report_command(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON outcome per line.")] = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="CSV with a header.")] = False,
 ) -> None:
-    """One row per run with its outcome."""
+    """One row per run with its outcome; a run another job was already cancelling has the
+    result in_flight_elsewhere and that job's id."""
     producer = _producer()
     try:
         _record(producer, bulk_id)
@@ -176,6 +178,13 @@ def _write_report(
                          outcome.final_status or "", outcome.cancel_attempts, outcome.polls,
                          outcome.duration_s, error.http_status if error else "",
                          error.message if error else ""])  # fmt: skip
+    # Runs another job was already cancelling: their outcome is that job's (`runctl status`).
+    for row in producer.bulks.elsewhere(bulk_id):
+        if writer is None:
+            stream.write(json.dumps({**row.model_dump(), "result": IN_FLIGHT_ELSEWHERE}) + "\n")
+            continue
+        writer.writerow([row.job_id, row.thread_id, row.run_id, IN_FLIGHT_ELSEWHERE,
+                         "", "", "", "", "", "already being cancelled by this job"])  # fmt: skip
 
 
 def _targets(

@@ -91,6 +91,12 @@ DEAD_LETTERS = f"{PREFIX}:dead-letters"
 """List: messages refused by workers (not JSON, not a job, bad fields), newest first."""
 
 
+def bulk_elsewhere(bulk_id: str) -> str:
+    """List: runs of a bulk job that another job was already cancelling (JSON rows, for the
+    report)."""
+    return f"{PREFIX}:bulk:{bulk_id}:elsewhere"
+
+
 def bulk_jobs(bulk_id: str) -> str:
     """Sorted set: the jobs a bulk job admitted (for `runctl audit --bulk`)."""
     return f"{PREFIX}:bulk:{bulk_id}:jobs"

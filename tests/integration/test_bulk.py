@@ -17,7 +17,14 @@ import pytest
 from orchestrator.bulk import BulkRecord, BulkStatus
 from orchestrator.models import Result
 from orchestrator.targets import Target
-from tests.integration.harness import Deployment, Sim, Worker, wait_for, wait_for_bulk
+from tests.integration.harness import (
+    Deployment,
+    Sim,
+    Worker,
+    outcome_of,
+    wait_for,
+    wait_for_bulk,
+)
 from workers.producer import Producer
 
 pytestmark = pytest.mark.integration
@@ -76,19 +83,27 @@ def test_a_bulk_job_from_a_file_counts_every_line(
 
 
 def test_a_csv_file_from_stdin_and_its_report(
-    sim: Sim, deployment: Deployment, worker: Worker
+    sim: Sim, deployment: Deployment, worker: Worker, producer: Producer
 ) -> None:
     runs = sim.seed(6, status="in_progress")
-    csv_text = "thread_id,run_id,reason\n" + "".join(f"{t},{r},csv\n" for t, r in runs)
+    # One run another job is already cancelling (it stays `cancelling` past that job's end).
+    busy_thread, busy_run = sim.seed_one(status="in_progress", behavior="stuck_cancelling")
+    busy_job = producer.cancel(busy_thread, busy_run, deadline_s=5).job_id
+    listed = [*runs, (busy_thread, busy_run)]
+    csv_text = "thread_id,run_id,reason\n" + "".join(f"{t},{r},csv\n" for t, r in listed)
     finished = runctl(deployment, "bulk-cancel", "-", "--wait", "--json", stdin=csv_text)
     assert finished.returncode == 0, finished.stderr
-    bulk_id = last_json(finished.stdout)["bulk_id"]
+    record = BulkRecord.model_validate(last_json(finished.stdout))
+    assert (record.seen, record.queued, record.in_flight_elsewhere) == (7, 6, 1)
 
-    report = runctl(deployment, "bulk", "report", bulk_id, "--csv")
-    rows = report.stdout.splitlines()
-    assert rows[0].startswith("job_id,thread_id,run_id,result")
-    assert sorted(row.split(",")[2] for row in rows[1:]) == sorted(r for _, r in runs)
-    assert all(row.split(",")[3] == "cancelled" for row in rows[1:])
+    report = runctl(deployment, "bulk", "report", record.bulk_id, "--csv")
+    rows = [row.split(",") for row in report.stdout.splitlines()]
+    assert ",".join(rows[0]).startswith("job_id,thread_id,run_id,result")
+    by_run = {row[2]: row for row in rows[1:]}
+    assert sorted(by_run) == sorted(r for _, r in listed)  # every run listed has its row
+    assert all(by_run[r][3] == "cancelled" for _, r in runs)
+    assert (by_run[busy_run][0], by_run[busy_run][3]) == (busy_job, "in_flight_elsewhere")
+    outcome_of(producer, busy_job)  # the other job ends too, before the next test
 
 
 def test_discovery_lists_every_page_and_keeps_matching_runs(
