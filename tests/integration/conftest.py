@@ -13,7 +13,6 @@ import redis
 from orchestrator import keys
 from orchestrator.audit import AuditReport, audit
 from orchestrator.embedded_redis import EmbeddedRedis, is_reachable, start_embedded
-from orchestrator.simulator import SimulatorConfig, start_in_thread
 from tests.integration.harness import (
     ISSUED_KEYS,
     TEST_DATABASES,
@@ -21,7 +20,7 @@ from tests.integration.harness import (
     Sim,
     Worker,
     database_url,
-    new_api_key,
+    simulator,
     start_worker,
     values_of,
     wait_for,
@@ -94,12 +93,8 @@ def every_job_audited(redis_url: str) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def sim() -> Iterator[Sim]:
-    api_key = new_api_key()
-    handle = start_in_thread(
-        SimulatorConfig(api_key=api_key, cancel_settle_min_s=0.1, cancel_settle_max_s=0.4)
-    )
-    yield Sim(handle, api_key)
-    handle.stop()
+    with simulator() as made:
+        yield made
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +25,7 @@ from pydantic import SecretStr
 from orchestrator.bulk import BulkRecord
 from orchestrator.models import Outcome
 from orchestrator.settings import Settings
-from orchestrator.simulator import SimulatorHandle
+from orchestrator.simulator import SimulatorConfig, SimulatorHandle, start_in_thread
 from workers.app import make_app
 
 T = TypeVar("T")
@@ -182,6 +183,19 @@ def start_worker(deployment: Deployment, log_dir: Path, *, concurrency: int | No
 
 ISSUED_KEYS: list[str] = []
 """Every API key a test handed to workers: the session's last check looks for each."""
+
+
+@contextmanager
+def simulator(**config: Any) -> Iterator[Sim]:
+    """A simulator of its own, on a free port, with a fresh API key; stopped on exit.
+    Cancels settle in 0.1 to 0.4 s unless `config` says otherwise."""
+    api_key = new_api_key()
+    settings: dict[str, Any] = {"cancel_settle_min_s": 0.1, "cancel_settle_max_s": 0.4}
+    handle = start_in_thread(SimulatorConfig(api_key=api_key, **(settings | config)))
+    try:
+        yield Sim(handle, api_key)
+    finally:
+        handle.stop()
 
 
 def new_api_key() -> str:

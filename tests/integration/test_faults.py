@@ -19,14 +19,13 @@ import redis
 
 from orchestrator.audit import audit
 from orchestrator.models import Result
-from orchestrator.simulator import SimulatorConfig, start_in_thread
 from orchestrator.targets import Target
 from tests.integration.harness import (
     Deployment,
     Sim,
     Worker,
     fresh_database,
-    new_api_key,
+    simulator,
     start_worker,
     wait_for,
     wait_for_bulk,
@@ -38,12 +37,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def own_sim() -> Iterator[Sim]:
-    api_key = new_api_key()
-    handle = start_in_thread(
-        SimulatorConfig(api_key=api_key, cancel_settle_min_s=0.1, cancel_settle_max_s=0.4)
-    )
-    yield Sim(handle, api_key)
-    handle.stop()
+    with simulator() as made:
+        yield made
 
 
 def deployment_for(sim: Sim, redis_url: str, database: int, **env: str) -> Deployment:

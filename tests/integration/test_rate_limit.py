@@ -14,14 +14,13 @@ import redis
 from orchestrator import keys
 from orchestrator.models import Result
 from orchestrator.ratelimit import RateLimiter
-from orchestrator.simulator import SimulatorConfig, start_in_thread
 from orchestrator.targets import Target
 from tests.integration.harness import (
     Deployment,
     Sim,
     Worker,
     fresh_database,
-    new_api_key,
+    simulator,
     start_worker,
     wait_for_bulk,
 )
@@ -51,25 +50,18 @@ def test_reservations_are_spaced_by_the_rate(redis_url: str) -> None:
 
 @pytest.fixture
 def limited(redis_url: str, tmp_path: Path) -> Iterator[tuple[Sim, Deployment]]:
-    api_key = new_api_key()
     # The simulator enforces the same limit, as a provider would: any excess shows as 429s.
-    handle = start_in_thread(
-        SimulatorConfig(
-            api_key=api_key,
-            cancel_settle_min_s=0.1,
-            cancel_settle_max_s=0.3,
-            rate_limit_rps=LIMIT_RPS,
+    with simulator(cancel_settle_max_s=0.3, rate_limit_rps=LIMIT_RPS) as sim:
+        yield (
+            sim,
+            Deployment(
+                redis_url=fresh_database(redis_url, 13),
+                queue=f"runctl-limited-{uuid.uuid4().hex[:6]}",
+                api_key=sim.api_key,
+                base_url=sim.base_url,
+                overrides={"RUNCTL_RATE_LIMIT_RPS": str(LIMIT_RPS)},
+            ),
         )
-    )
-    deployment = Deployment(
-        redis_url=fresh_database(redis_url, 13),
-        queue=f"runctl-limited-{uuid.uuid4().hex[:6]}",
-        api_key=api_key,
-        base_url=handle.base_url,
-        overrides={"RUNCTL_RATE_LIMIT_RPS": str(LIMIT_RPS)},
-    )
-    yield Sim(handle, api_key), deployment
-    handle.stop()
 
 
 def test_two_workers_share_one_limit(limited: tuple[Sim, Deployment], tmp_path: Path) -> None:
@@ -102,19 +94,17 @@ def test_two_workers_share_one_limit(limited: tuple[Sim, Deployment], tmp_path: 
 
 @pytest.fixture
 def unlimited(redis_url: str) -> Iterator[tuple[Sim, Deployment]]:
-    api_key = new_api_key()
-    handle = start_in_thread(
-        SimulatorConfig(api_key=api_key, cancel_settle_min_s=0.1, cancel_settle_max_s=0.3)
-    )
-    deployment = Deployment(
-        redis_url=fresh_database(redis_url, 11),
-        queue=f"runctl-pause-{uuid.uuid4().hex[:6]}",
-        api_key=api_key,
-        base_url=handle.base_url,
-        overrides={"RUNCTL_RATE_LIMIT_RPS": "0"},  # no queueing: only the pause holds them
-    )
-    yield Sim(handle, api_key), deployment
-    handle.stop()
+    with simulator(cancel_settle_max_s=0.3) as sim:
+        yield (
+            sim,
+            Deployment(
+                redis_url=fresh_database(redis_url, 11),
+                queue=f"runctl-pause-{uuid.uuid4().hex[:6]}",
+                api_key=sim.api_key,
+                base_url=sim.base_url,
+                overrides={"RUNCTL_RATE_LIMIT_RPS": "0"},  # no queueing: only the pause holds them
+            ),
+        )
 
 
 def test_a_429_with_a_delay_holds_every_worker(
