@@ -244,6 +244,17 @@ def fresh_database(url: str, number: int) -> str:
     return other
 
 
+def deployment_for(sim: Sim, redis_url: str, database: int, **env: str) -> Deployment:
+    """A deployment on `sim`, in its own emptied Redis database, with its own queue."""
+    return Deployment(
+        redis_url=fresh_database(redis_url, database),
+        queue=f"runctl-db{database}-{uuid.uuid4().hex[:6]}",
+        api_key=sim.api_key,
+        base_url=sim.base_url,
+        overrides=env,
+    )
+
+
 def every_value(client: Any) -> list[bytes]:
     """Every key name and every byte of every value in a Redis database, whatever its type."""
     found: list[bytes] = []

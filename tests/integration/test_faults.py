@@ -24,7 +24,7 @@ from tests.integration.harness import (
     Deployment,
     Sim,
     Worker,
-    fresh_database,
+    deployment_for,
     simulator,
     start_worker,
     wait_for,
@@ -39,16 +39,6 @@ pytestmark = pytest.mark.integration
 def own_sim() -> Iterator[Sim]:
     with simulator() as made:
         yield made
-
-
-def deployment_for(sim: Sim, redis_url: str, database: int, **env: str) -> Deployment:
-    return Deployment(
-        redis_url=fresh_database(redis_url, database),
-        queue=f"runctl-faults-{uuid.uuid4().hex[:6]}",
-        api_key=sim.api_key,
-        base_url=sim.base_url,
-        overrides=env,
-    )
 
 
 def done(producer: Producer, bulk_id: str) -> int:
