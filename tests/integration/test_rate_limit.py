@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from orchestrator.targets import Target
 from tests.integration.harness import (
     Deployment,
     Sim,
+    Worker,
     deployment_for,
     fresh_database,
     simulator,
@@ -51,6 +53,34 @@ def limited(redis_url: str, tmp_path: Path) -> Iterator[tuple[Sim, Deployment]]:
     # The simulator enforces the same limit, as a provider would: any excess shows as 429s.
     with simulator(cancel_settle_max_s=0.3, rate_limit_rps=LIMIT_RPS) as sim:
         yield sim, deployment_for(sim, redis_url, 13, RUNCTL_RATE_LIMIT_RPS=str(LIMIT_RPS))
+
+
+def test_two_workers_share_one_limit(limited: tuple[Sim, Deployment], tmp_path: Path) -> None:
+    sim, deployment = limited
+    # 40 jobs each at most: 90 runs need both workers, so the limit is shared for real.
+    workers: list[Worker] = [start_worker(deployment, tmp_path, concurrency=40) for _ in range(2)]
+    try:
+        runs = sim.seed(RUNS, status="in_progress")
+        producer = Producer(deployment.settings())
+        started = time.monotonic()
+        bulk_id = producer.bulk_cancel((Target(t, r) for t, r in runs), on_problem=print)
+        record = wait_for_bulk(producer, bulk_id, timeout_s=120)
+        elapsed_s = time.monotonic() - started
+        producer.close()
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert record.results == {Result.CANCELLED: RUNS}
+    stats = sim.stats()
+    requests = stats["requests_total"]
+    assert requests >= 2 * RUNS
+    # On average no faster than the limit (its first second may be a burst)...
+    assert elapsed_s >= (requests - LIMIT_RPS) / LIMIT_RPS
+    # ...and never enough faster for the provider's own bucket (a second's worth) to object.
+    assert stats["by_status"].get("429", 0) <= requests // 100  # under 1 %
+    assert stats["max_rps_1s"] <= 2 * LIMIT_RPS
+    both = [w for w in workers if "outcome published" in w.log()]
+    assert len(both) == 2  # both workers took part
 
 
 @pytest.fixture
