@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -86,15 +85,6 @@ def bulk_cancel(
     from workers.producer import Producer
 
     producer = Producer(settings)
-    # With --wait on a terminal, the progress bar runs from the start: a long enqueue shows
-    # its count as it goes. JSON lines stay in order: they follow after the enqueue.
-    follower = _Follower(producer) if wait and not json_output else None
-
-    def on_start(bulk_id: str) -> None:
-        _print_line(json_output, {"started": bulk_id}, f"bulk {bulk_id} started; queueing...")
-        if follower is not None:
-            follower.start(bulk_id)
-
     try:
         bulk_id = producer.bulk_cancel(
             targets,
@@ -104,7 +94,9 @@ def bulk_cancel(
             source=file or f"threads: {len(thread or [])} listed, file {threads_file}",
             deadline_s=deadline,
             rate_limit_rps=rate,
-            on_start=on_start,
+            on_start=lambda bulk_id: _print_line(
+                json_output, {"started": bulk_id}, f"bulk {bulk_id} started; queueing..."
+            ),
         )
         record = _record(producer, bulk_id)
         summary = (
@@ -112,13 +104,9 @@ def bulk_cancel(
             f"{record.in_flight_elsewhere} already in flight, {record.invalid} refused"
         )
         _print_line(json_output, {"bulk_id": bulk_id, **_counts(record)}, summary)
-        if follower is not None:
-            record = follower.result()
-        elif wait:
+        if wait:
             record = follow_bulk(producer, bulk_id, json_output=json_output)
     finally:
-        if follower is not None:
-            follower.stop()
         producer.close()
     if wait:
         raise typer.Exit(_exit_code(record))
@@ -273,67 +261,17 @@ def _dry_run(targets: Iterator[Target | Problem], json_output: bool) -> int:
     return 0
 
 
-class _Follower:
-    """`follow_bulk` in a thread, so that the bar runs while the main thread enqueues."""
-
-    def __init__(self, producer: Producer) -> None:
-        self._producer = producer
-        self._enqueued = threading.Event()  # set once the main thread printed its summary
-        self._stopped = threading.Event()
-        self._records: list[BulkRecord] = []
-        self._thread: threading.Thread | None = None
-
-    def start(self, bulk_id: str) -> None:
-        def follow() -> None:
-            may_end, stop = self._enqueued, self._stopped
-            record = follow_bulk(
-                self._producer, bulk_id, json_output=False, may_end=may_end, stop=stop
-            )
-            self._records.append(record)
-
-        self._thread = threading.Thread(target=follow, name="runctl-follow", daemon=True)
-        self._thread.start()
-
-    def result(self) -> BulkRecord:
-        """Let the bar end, wait for the bulk job to finish, return its last record."""
-        self._enqueued.set()
-        if self._thread is not None:
-            self._thread.join()
-        if not self._records:
-            raise RunctlError("following the bulk job failed (see above)")
-        return self._records[0]
-
-    def stop(self) -> None:
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2 * FOLLOW_INTERVAL_S + 5)
-
-
 def follow_bulk(
-    producer: Producer,
-    bulk_id: str,
-    *,
-    json_output: bool,
-    console: Console | None = None,
-    may_end: threading.Event | None = None,
-    stop: threading.Event | None = None,
+    producer: Producer, bulk_id: str, *, json_output: bool, console: Console | None = None
 ) -> BulkRecord:
-    """Show a live progress bar (per-result counts, rate) until the bulk job is done (and
-    `may_end` is set, if given), or `stop` is set."""
+    """Show a live progress bar (per-result counts, rate) until the bulk job is done."""
     record = _record(producer, bulk_id)
     started = time.monotonic()
     columns = (TextColumn("[bold]{task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.description}"))  # fmt: skip
-
-    def ended() -> bool:
-        if stop is not None and stop.is_set():
-            return True
-        return record.finished and (may_end is None or may_end.is_set())
-
-    with Progress(*columns, console=console or err, disable=json_output,
-                  redirect_stdout=False, redirect_stderr=False) as bar:  # fmt: skip
-        task = bar.add_task("", total=max(1, record.queued), label=record.status.value)
-        while not ended():
+    with Progress(*columns, console=console or err, disable=json_output) as bar:
+        task = bar.add_task("", total=max(1, record.queued), label="cancelling")
+        while not record.finished:
             time.sleep(FOLLOW_INTERVAL_S)
             record = _record(producer, bulk_id)
             rate = record.done / max(0.001, time.monotonic() - started)

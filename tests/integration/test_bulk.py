@@ -165,21 +165,3 @@ def test_abort_leaves_the_jobs_not_yet_done_skipped(
     assert len(never_sent) >= 20
     audited = runctl(deployment, "audit", "--bulk", bulk_id, "--json")
     assert last_json(audited.stdout) | {"clean": True} == last_json(audited.stdout)
-
-
-def test_wait_on_a_terminal_prints_the_summary_then_the_final_table(
-    sim: Sim, deployment: Deployment, worker: Worker, tmp_path: Path
-) -> None:
-    runs = sim.seed(8, status="in_progress")
-    path = tmp_path / "runs.csv"
-    path.write_text("thread_id,run_id\n" + "".join(f"{t},{r}\n" for t, r in runs))
-
-    finished = runctl(deployment, "bulk-cancel", str(path), "--wait")
-
-    assert finished.returncode == 0, finished.stderr
-    lines = finished.stdout.splitlines()
-    summary = next(i for i, line in enumerate(lines) if "8 queued, 0 repeated" in line)
-    table = next(i for i, line in enumerate(lines) if "(finished)" in line)
-    assert summary < table  # the bar ran through the enqueue, the table came last
-    cells = [[cell.strip() for cell in line.split("│")[1:3]] for line in lines[table:]]
-    assert ["cancelled", "8"] in cells
