@@ -159,27 +159,28 @@ class BulkStore:
         self._redis.expire(keys.bulk_seen(bulk_id), self._keep_s)
         return [bool(flag) for flag in reply]
 
-    def add(self, bulk_id: str, **counts: int) -> None:
-        """Add to the enqueue counters, in one round trip."""
-        pipe = self._redis.pipeline(transaction=False)
+    def add(self, bulk_id: str, *, elsewhere: Sequence[ElsewhereRow] = (), **counts: int) -> None:
+        """Add to the enqueue counters, and keep the rows of runs another job was already
+        cancelling (for the report): one atomic round trip, so the two always agree."""
+        pipe = self._redis.pipeline(transaction=True)
         for name, value in counts.items():
             if value:
                 pipe.hincrby(keys.bulk(bulk_id), name, value)
+        if elsewhere:
+            pipe.rpush(keys.bulk_elsewhere(bulk_id), *(row.model_dump_json() for row in elsewhere))
+            pipe.expire(keys.bulk_elsewhere(bulk_id), self._keep_s)
         pipe.execute()
 
-    def record_elsewhere(self, bulk_id: str, rows: Sequence[ElsewhereRow]) -> None:
-        """Remember runs that another job was already cancelling, for the report."""
-        if not rows:
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.rpush(keys.bulk_elsewhere(bulk_id), *(row.model_dump_json() for row in rows))
-        pipe.expire(keys.bulk_elsewhere(bulk_id), self._keep_s)
-        pipe.execute()
-
-    def elsewhere(self, bulk_id: str) -> list[ElsewhereRow]:
+    def elsewhere(self, bulk_id: str, *, chunk: int = 1000) -> Iterator[ElsewhereRow]:
         """The runs of the bulk job that another job was already cancelling."""
-        rows: Any = self._redis.lrange(keys.bulk_elsewhere(bulk_id), 0, -1)
-        return [ElsewhereRow.model_validate_json(row) for row in rows]
+        start = 0
+        while True:
+            rows: Any = self._redis.lrange(keys.bulk_elsewhere(bulk_id), start, start + chunk - 1)
+            for row in rows:
+                yield ElsewhereRow.model_validate_json(row)
+            if len(rows) < chunk:
+                return
+            start += chunk
 
     def enqueued(self, bulk_id: str, *, failure: str = "") -> None:
         """Enqueueing ended (all queued, or `failure`): the bulk job runs, unless it was
@@ -259,13 +260,12 @@ def _enqueue_batch(
         for t, s in zip(fresh, submitted, strict=True)
         if s.duplicate
     ]
-    store.record_elsewhere(bulk_id, taken)
-    elsewhere = len(taken)
     store.add(
         bulk_id,
+        elsewhere=taken,
         seen=len(good),
-        queued=-elsewhere,
+        queued=-len(taken),
         repeated=len(good) - len(fresh),
-        in_flight_elsewhere=elsewhere,
+        in_flight_elsewhere=len(taken),
         invalid=len(batch) - len(good),
     )

@@ -151,8 +151,8 @@ def report_command(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON outcome per line.")] = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="CSV with a header.")] = False,
 ) -> None:
-    """One row per run with its outcome; a run another job was already cancelling has the
-    result in_flight_elsewhere and that job's id."""
+    """One row per run with its outcome. A run another job was already cancelling has the
+    result in_flight_elsewhere and that job's id (in JSON: {"in_flight_elsewhere": {...}})."""
     producer = _producer()
     try:
         _record(producer, bulk_id)
@@ -181,10 +181,11 @@ def _write_report(
     # Runs another job was already cancelling: their outcome is that job's (`runctl status`).
     for row in producer.bulks.elsewhere(bulk_id):
         if writer is None:
-            stream.write(json.dumps({**row.model_dump(), "result": IN_FLIGHT_ELSEWHERE}) + "\n")
+            stream.write(json.dumps({IN_FLIGHT_ELSEWHERE: row.model_dump()}) + "\n")
             continue
+        note = f"already being cancelled by job {row.job_id}"
         writer.writerow([row.job_id, row.thread_id, row.run_id, IN_FLIGHT_ELSEWHERE,
-                         "", "", "", "", "", "already being cancelled by this job"])  # fmt: skip
+                         "", "", "", "", "", note])  # fmt: skip
 
 
 def _targets(

@@ -19,9 +19,10 @@ from orchestrator.keys import text
 from orchestrator.lifecycle import Progress
 from orchestrator.models import CancelJob, Outcome
 
-# KEYS: outcome, stream, job state, inflight, bulk record, bulk outcomes (the last two
-# are placeholders for a job without a bulk). ARGV: outcome json, keep_s, maxlen, channel,
-# job_id, result, has bulk (1/0), fields... (flat field/value pairs for the stream entry).
+# KEYS: outcome, stream, job state, inflight, bulk record, bulk outcomes, bulk elsewhere
+# rows (the last three are placeholders for a job without a bulk). ARGV: outcome json,
+# keep_s, maxlen, channel, job_id, result, has bulk (1/0), fields... (flat field/value
+# pairs for the stream entry).
 _PUBLISH = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
@@ -41,6 +42,7 @@ if ARGV[7] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
   redis.call('EXPIRE', KEYS[5], ARGV[2])
   redis.call('RPUSH', KEYS[6], ARGV[1])
   redis.call('EXPIRE', KEYS[6], ARGV[2])
+  redis.call('EXPIRE', KEYS[7], ARGV[2])
 end
 return 1
 """
@@ -110,6 +112,7 @@ class OutcomeStore:
                 keys.inflight(provider, outcome.thread_id, outcome.run_id),
                 _bulk_key(bulk_id),
                 keys.bulk_outcomes(bulk_id) if bulk_id else _NO_BULK,
+                keys.bulk_elsewhere(bulk_id) if bulk_id else _NO_BULK,
             ],
             args=[
                 body,

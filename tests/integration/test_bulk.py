@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from orchestrator import keys
 from orchestrator.bulk import BulkRecord, BulkStatus
-from orchestrator.models import Result
+from orchestrator.models import Provider, Result
 from orchestrator.targets import Target
 from tests.integration.harness import (
     Deployment,
     Sim,
     Worker,
-    outcome_of,
     wait_for,
     wait_for_bulk,
 )
@@ -83,15 +84,19 @@ def test_a_bulk_job_from_a_file_counts_every_line(
 
 
 def test_a_csv_file_from_stdin_and_its_report(
-    sim: Sim, deployment: Deployment, worker: Worker, producer: Producer
+    sim: Sim, deployment: Deployment, worker: Worker, redis_client: redis.Redis
 ) -> None:
     runs = sim.seed(6, status="in_progress")
-    # One run another job is already cancelling (it stays `cancelling` past that job's end).
-    busy_thread, busy_run = sim.seed_one(status="in_progress", behavior="stuck_cancelling")
-    busy_job = producer.cancel(busy_thread, busy_run, deadline_s=5).job_id
+    # One run another job holds: its in-flight marker names that job.
+    busy_thread, busy_run = sim.seed_one(status="in_progress")
+    marker = keys.inflight(Provider.ASSISTANTS.value, busy_thread, busy_run)
+    redis_client.set(marker, "job_held_elsewhere", ex=300)
     listed = [*runs, (busy_thread, busy_run)]
     csv_text = "thread_id,run_id,reason\n" + "".join(f"{t},{r},csv\n" for t, r in listed)
-    finished = runctl(deployment, "bulk-cancel", "-", "--wait", "--json", stdin=csv_text)
+    try:
+        finished = runctl(deployment, "bulk-cancel", "-", "--wait", "--json", stdin=csv_text)
+    finally:
+        redis_client.delete(marker)
     assert finished.returncode == 0, finished.stderr
     record = BulkRecord.model_validate(last_json(finished.stdout))
     assert (record.seen, record.queued, record.in_flight_elsewhere) == (7, 6, 1)
@@ -102,8 +107,14 @@ def test_a_csv_file_from_stdin_and_its_report(
     by_run = {row[2]: row for row in rows[1:]}
     assert sorted(by_run) == sorted(r for _, r in listed)  # every run listed has its row
     assert all(by_run[r][3] == "cancelled" for _, r in runs)
-    assert (by_run[busy_run][0], by_run[busy_run][3]) == (busy_job, "in_flight_elsewhere")
-    outcome_of(producer, busy_job)  # the other job ends too, before the next test
+    busy_row = by_run[busy_run]
+    assert (busy_row[0], busy_row[3]) == ("job_held_elsewhere", "in_flight_elsewhere")
+    assert busy_row[-1] == "already being cancelled by job job_held_elsewhere"
+    as_json = runctl(deployment, "bulk", "report", record.bulk_id, "--json")
+    lines = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert len(lines) == 7
+    assert {"in_flight_elsewhere": {"thread_id": busy_thread, "run_id": busy_run,
+                                    "job_id": "job_held_elsewhere"}} in lines  # fmt: skip
 
 
 def test_discovery_lists_every_page_and_keeps_matching_runs(
