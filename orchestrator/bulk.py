@@ -171,16 +171,10 @@ class BulkStore:
             pipe.expire(keys.bulk_elsewhere(bulk_id), self._keep_s)
         pipe.execute()
 
-    def elsewhere(self, bulk_id: str, *, chunk: int = 1000) -> Iterator[ElsewhereRow]:
+    def elsewhere(self, bulk_id: str) -> Iterator[ElsewhereRow]:
         """The runs of the bulk job that another job was already cancelling."""
-        start = 0
-        while True:
-            rows: Any = self._redis.lrange(keys.bulk_elsewhere(bulk_id), start, start + chunk - 1)
-            for row in rows:
-                yield ElsewhereRow.model_validate_json(row)
-            if len(rows) < chunk:
-                return
-            start += chunk
+        for row in self._rows(keys.bulk_elsewhere(bulk_id)):
+            yield ElsewhereRow.model_validate_json(row)
 
     def enqueued(self, bulk_id: str, *, failure: str = "") -> None:
         """Enqueueing ended (all queued, or `failure`): the bulk job runs, unless it was
@@ -194,13 +188,17 @@ class BulkStore:
         raw = self._redis.hget(keys.bulk(bulk_id), "status")
         return None if raw is None else BulkStatus(text(raw))
 
-    def outcomes(self, bulk_id: str, *, chunk: int = 1000) -> Iterator[Outcome]:
+    def outcomes(self, bulk_id: str) -> Iterator[Outcome]:
         """Every published outcome of the bulk job, in the order they landed."""
+        for row in self._rows(keys.bulk_outcomes(bulk_id)):
+            yield Outcome.model_validate_json(row)
+
+    def _rows(self, key: str, chunk: int = 1000) -> Iterator[bytes]:
+        """A list's items, `chunk` per round trip: never one huge reply."""
         start = 0
         while True:
-            rows: Any = self._redis.lrange(keys.bulk_outcomes(bulk_id), start, start + chunk - 1)
-            for row in rows:
-                yield Outcome.model_validate_json(row)
+            rows: Any = self._redis.lrange(key, start, start + chunk - 1)
+            yield from rows
             if len(rows) < chunk:
                 return
             start += chunk
