@@ -212,11 +212,13 @@ def enqueue(
     make_job: Callable[[Target], CancelJob],
     submit_many: Callable[[Sequence[CancelJob]], list[Submitted]],
     on_problem: Callable[[Problem], None],
+    on_batch: Callable[[], None] = lambda: None,
     batch_size: int = BATCH_SIZE,
 ) -> BulkStatus | None:
     """Stream `targets` into queued jobs, `batch_size` at a time: a few round trips per
     batch, never one per run, and never the whole input in memory. Stops early if the bulk
-    job is aborted meanwhile. Returns the bulk job's status at the end."""
+    job is aborted meanwhile. `on_batch` is called after each batch is queued (for
+    progress). Returns the bulk job's status at the end."""
     stream = iter(targets)
     failure = ""
     try:
@@ -224,6 +226,7 @@ def enqueue(
             if store.status(bulk_id) is BulkStatus.ABORTED:
                 break
             _enqueue_batch(bulk_id, batch, store, make_job, submit_many, on_problem)
+            on_batch()
     except BaseException as exc:
         # Whatever stopped it, the bulk job must not stay `enqueueing` (nobody could wait
         # for it): what was queued runs, and the record says why the rest was not.

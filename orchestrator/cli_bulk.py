@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from orchestrator.bulk import BulkRecord, BulkStatus
@@ -86,18 +93,18 @@ def bulk_cancel(
 
     producer = Producer(settings)
     try:
-        bulk_id = producer.bulk_cancel(
-            targets,
-            on_problem=lambda p: _print_problem(p, json_output),
-            reason=reason,
-            requested_by=_who(),
-            source=file or f"threads: {len(thread or [])} listed, file {threads_file}",
-            deadline_s=deadline,
-            rate_limit_rps=rate,
-            on_start=lambda bulk_id: _print_line(
-                json_output, {"started": bulk_id}, f"bulk {bulk_id} started; queueing..."
-            ),
-        )
+        with _QueueingBar(producer, json_output=json_output) as bar:
+            bulk_id = producer.bulk_cancel(
+                targets,
+                on_problem=lambda p: _print_problem(p, json_output),
+                reason=reason,
+                requested_by=_who(),
+                source=file or f"threads: {len(thread or [])} listed, file {threads_file}",
+                deadline_s=deadline,
+                rate_limit_rps=rate,
+                on_start=bar.start,
+                on_batch=bar.advance,
+            )
         record = _record(producer, bulk_id)
         summary = (
             f"bulk {bulk_id}: {record.queued} queued, {record.repeated} repeated, "
@@ -260,6 +267,42 @@ def _dry_run(targets: Iterator[Target | Problem], json_output: bool) -> int:
         f"dry run: {len(runs)} runs would be cancelled, {problems} problems; nothing was sent",
     )
     return 0
+
+
+class _QueueingBar:
+    """While a bulk job's targets are read and queued: the bulk id first (for `bulk abort`
+    from another shell), then a transient bar on stderr that moves after each batch. It
+    runs in the caller's thread; problems print above it, through the same console."""
+
+    def __init__(self, producer: Producer, *, json_output: bool, console: Console = err) -> None:
+        self._producer = producer
+        self._json_output = json_output
+        self._bulk_id = ""
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=console, transient=True, disable=json_output,
+        )  # fmt: skip
+        self._task = self._progress.add_task("queueing", total=None)
+
+    def __enter__(self) -> _QueueingBar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def start(self, bulk_id: str) -> None:
+        self._bulk_id = bulk_id
+        line = f"bulk {bulk_id} started; queueing..."
+        _print_line(self._json_output, {"started": bulk_id}, line)
+        self._progress.start()  # after the line: stdout and the bar never share a line
+
+    def advance(self) -> None:
+        record = _record(self._producer, self._bulk_id)
+        self._progress.update(
+            self._task,
+            description=f"queueing: {record.seen + record.invalid} read, "
+            f"{record.queued} queued, {record.done} done",
+        )
 
 
 def follow_bulk(

@@ -61,12 +61,14 @@ class Producer:
         deadline_s: float | None = None,
         rate_limit_rps: float | None = None,
         on_start: Callable[[str], None] = lambda _: None,
+        on_batch: Callable[[], None] = lambda: None,
     ) -> str:
         """Start a bulk job over `targets` (streamed) and return its id once all are queued.
 
         `on_start` gets the id before the first target is read, so that an operator can
-        follow or abort a long enqueue. A bad line or thread goes to `on_problem` and is
-        counted; it never stops the others.
+        follow or abort a long enqueue; `on_batch` is called after each batch of targets is
+        queued. A bad line or thread goes to `on_problem` and is counted; it never stops
+        the others.
         """
         deadline = deadline_s or self._settings.default_deadline_s
         build_job(thread_id="t", run_id="r", deadline_s=deadline)  # refuse a bad deadline early
@@ -93,6 +95,7 @@ class Producer:
             make_job=make_job,
             submit_many=self.cancel_many,
             on_problem=on_problem,
+            on_batch=on_batch,
         )
         return bulk_id
 
