@@ -2,10 +2,11 @@
 
 A message a worker has taken but not acknowledged sits in kombu's `unacked` hash; after the
 visibility timeout it may be put back on its queue. kombu only scans for such messages when
-its poller sees no events, which under the gevent pool's blocking loop never happens (the
-idle BRPOP's own timeout counts as an event), so a dead worker's jobs would stay lost until
-some worker restarts. Each worker therefore runs this sweep itself, on a timer. kombu's
-Redis mutex makes concurrent sweeps from many workers safe.
+a poll returns no event at all, which a consuming worker seldom sees (an idle fetch's own
+timeout counts as an event; only a worker whose slots are all taken polls with nothing
+outstanding), so a dead worker's jobs could wait until some worker restarts. Each worker
+therefore runs this sweep itself, on a timer. kombu's Redis mutex makes concurrent sweeps
+from many workers safe.
 
 The same sweep puts back messages stranded in a dead worker's fetch list
 (`workers.transport`).

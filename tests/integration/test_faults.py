@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 import redis
 
 from orchestrator.audit import audit
+from orchestrator.embedded_redis import EmbeddedRedis, free_port
 from orchestrator.models import Result
 from orchestrator.targets import Target
 from tests.integration.harness import (
@@ -145,31 +147,42 @@ def test_workers_killed_again_and_again_lose_no_job(
     assert_audited(deployment)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_a_redis_restart_mid_bulk_loses_no_job(own_sim: Sim, tmp_path: Path) -> None:
-    from orchestrator.embedded_redis import EmbeddedRedis, free_port
-
-    server = EmbeddedRedis(port=free_port(), directory=tmp_path / "aof", appendonly=True).start()
+@contextmanager
+def bulk_on_own_redis(
+    sim: Sim, tmp_path: Path, *, appendonly: bool = False, **env: str
+) -> Iterator[tuple[EmbeddedRedis, Deployment, Worker, str]]:
+    """A Redis the test may stop or fill, one worker (100 slots) on it, and a bulk job of
+    300 stuck runs already queued; everything stopped on exit."""
+    server = EmbeddedRedis(port=free_port(), directory=tmp_path / "redis", appendonly=appendonly)
+    server.start()
     deployment = Deployment(
         redis_url=server.url,
-        queue=f"runctl-restart-{uuid.uuid4().hex[:6]}",
-        api_key=own_sim.api_key,
-        base_url=own_sim.base_url,
-        # Messages a reconnecting consumer had taken but not started come back after the
-        # visibility timeout: keep it short here so the test sees them come back.
-        overrides={
-            "RUNCTL_DEFAULT_DEADLINE_S": "20",
-            "RUNCTL_VISIBILITY_TIMEOUT_S": "30",
-            "RUNCTL_RATE_LIMIT_RPS": "50",
-        },
+        queue=f"runctl-own-{uuid.uuid4().hex[:6]}",
+        api_key=sim.api_key,
+        base_url=sim.base_url,
+        overrides={"RUNCTL_RATE_LIMIT_RPS": "50", **env},
     )
     worker = start_worker(deployment, tmp_path, concurrency=100)
     try:
-        runs = own_sim.seed(300, status="in_progress")
+        runs = sim.seed(300, status="in_progress")
         producer = Producer(deployment.settings())
         bulk_id = producer.bulk_cancel((Target(t, r) for t, r in runs), on_problem=print)
         producer.close()
+        yield server, deployment, worker, bulk_id
+    finally:
+        worker.stop()
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_redis_restart_mid_bulk_loses_no_job(own_sim: Sim, tmp_path: Path) -> None:
+    # A 30 s visibility timeout: what a consumer held when its connection dropped comes
+    # back within the test's wait.
+    with bulk_on_own_redis(
+        own_sim, tmp_path, appendonly=True,
+        RUNCTL_DEFAULT_DEADLINE_S="20", RUNCTL_VISIBILITY_TIMEOUT_S="30",
+    ) as (server, deployment, _, bulk_id):  # fmt: skip
         wait_for(lambda: own_sim.stats()["cancels_received"] >= 100, timeout_s=30)
         server.stop()  # SIGTERM: Redis writes its AOF and exits
         server.start()  # same port, same directory: it reloads the AOF
@@ -179,30 +192,16 @@ def test_a_redis_restart_mid_bulk_loses_no_job(own_sim: Sim, tmp_path: Path) -> 
         assert record.done == record.queued == 300
         assert set(record.results) <= {Result.CANCELLED}
         assert_audited(deployment)
-    finally:
-        worker.stop()
-        server.stop()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_full_redis_makes_jobs_wait_and_loses_none(own_sim: Sim, tmp_path: Path) -> None:
-    from orchestrator.embedded_redis import EmbeddedRedis, free_port
-
-    server = EmbeddedRedis(port=free_port(), directory=tmp_path / "full").start()
-    deployment = Deployment(
-        redis_url=server.url,
-        queue=f"runctl-full-{uuid.uuid4().hex[:6]}",
-        api_key=own_sim.api_key,
-        base_url=own_sim.base_url,
-        overrides={"RUNCTL_DEFAULT_DEADLINE_S": "60", "RUNCTL_RATE_LIMIT_RPS": "50"},
-    )
-    client = redis.Redis.from_url(server.url)
-    worker = start_worker(deployment, tmp_path, concurrency=100)
-    try:
-        runs = own_sim.seed(300, status="in_progress")
+    with bulk_on_own_redis(own_sim, tmp_path, RUNCTL_DEFAULT_DEADLINE_S="60") as (
+        server, deployment, worker, bulk_id,
+    ):  # fmt: skip
+        client = redis.Redis.from_url(server.url)
         producer = Producer(deployment.settings())
-        bulk_id = producer.bulk_cancel((Target(t, r) for t, r in runs), on_problem=print)
         wait_for(lambda: own_sim.stats()["cancels_received"] >= 50, timeout_s=30)
         # Full: every command that may grow memory is refused with OOM (noeviction).
         client.config_set("maxmemory-policy", "noeviction")
@@ -215,12 +214,9 @@ def test_a_full_redis_makes_jobs_wait_and_loses_none(own_sim: Sim, tmp_path: Pat
         client.config_set("maxmemory", 0)
         record = wait_for_bulk(producer, bulk_id, timeout_s=200)
         producer.close()
+        client.close()
         assert worker.process.poll() is None  # the worker rode it out
         assert done_after_5_s_full == done_when_full < 300  # nothing published while full
         assert record.done == record.queued == 300
         assert set(record.results) <= {Result.CANCELLED}
         assert_audited(deployment)
-    finally:
-        worker.stop()
-        client.close()
-        server.stop()
