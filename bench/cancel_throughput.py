@@ -37,10 +37,10 @@ from bench.processes import (
     start_workers,
 )
 from bench.sampling import Sampler, Usage
-from orchestrator import keys
-from orchestrator.models import Outcome, Result
-from orchestrator.simulator import SimulatorConfig
-from orchestrator.watching import read_batch, stream_tail
+from orchestrator.core.models import Outcome, Result
+from orchestrator.devkit.simulator import SimulatorConfig
+from orchestrator.store import keys
+from orchestrator.store.outcomes import read_batch, stream_tail
 
 FOLLOW_TIMEOUT_S = 300.0
 DEFAULT_CONCURRENCY = 1000  # the worker's own default (RUNCTL_WORKER_CONCURRENCY)

@@ -56,10 +56,10 @@ from bench.processes import (
     start_workers,
 )
 from bench.sampling import Sampler, Usage
-from orchestrator.bulk import BulkRecord
-from orchestrator.models import Outcome, Result
-from orchestrator.simulator import SimulatorConfig
-from orchestrator.targets import Problem, Target
+from orchestrator.core.models import Outcome, Result
+from orchestrator.devkit.simulator import SimulatorConfig
+from orchestrator.service.targets import Problem, Target
+from orchestrator.store.bulk import BulkRecord
 
 THROUGHPUT = "throughput"
 RATE_LIMITED = "rate-limited"

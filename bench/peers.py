@@ -50,8 +50,8 @@ from bench.cancel_throughput import Percentiles, percentile
 from bench.machine import Machine, describe_machine
 from bench.processes import SimulatorProcess, new_api_key, start_simulator
 from bench.sampling import Sampler, Usage
-from orchestrator.models import TERMINAL, RunStatus
-from orchestrator.simulator import SimulatorConfig
+from orchestrator.devkit.simulator import SimulatorConfig
+from orchestrator.providers.base import TERMINAL, RunStatus
 
 SEQUENTIAL = "sequential_sdk"
 ASYNC = "async_sdk"

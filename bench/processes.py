@@ -24,9 +24,9 @@ import httpx
 import redis
 from pydantic import SecretStr
 
-from orchestrator.embedded_redis import free_port, is_reachable, start_embedded
-from orchestrator.settings import Settings
-from orchestrator.simulator import SimulatorConfig
+from orchestrator.core.settings import Settings
+from orchestrator.devkit.embedded_redis import free_port, is_reachable, start_embedded
+from orchestrator.devkit.simulator import SimulatorConfig
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -126,7 +126,7 @@ def open_redis(stack: ExitStack, *, url: str | None, directory: Path) -> RedisTa
 
 @dataclass
 class SimulatorProcess:
-    """`python -m orchestrator.simulator` in its own process, and its admin API."""
+    """`python -m orchestrator.devkit.simulator` in its own process, and its admin API."""
 
     child: Child
     port: int
@@ -171,7 +171,7 @@ def start_simulator(
     """Start the simulator on a free loopback port and return once `/_sim/health` answers."""
     port = free_port()
     argv = [
-        sys.executable, "-m", "orchestrator.simulator",
+        sys.executable, "-m", "orchestrator.devkit.simulator",
         "--host", "127.0.0.1", "--port", str(port), "--config", config.model_dump_json(),
     ]  # fmt: skip
     child = spawn(stack, "simulator", argv, env=dict(os.environ), log_path=log_dir / "sim.log")

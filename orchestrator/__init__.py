@@ -4,23 +4,22 @@ The library never imports Celery; the Celery edge is the `workers` package, whos
 `workers.producer.Producer` is the Python API for queueing cancels.
 """
 
-from orchestrator.errors import ConfigurationError, InvalidInput, RedisUnavailable, RunctlError
-from orchestrator.jobs import Submitted, build_job, submit
-from orchestrator.lifecycle import Lifecycle, PollPolicy, Progress
-from orchestrator.models import (
-    TERMINAL,
+from orchestrator.core.errors import ConfigurationError, InvalidInput, RedisUnavailable, RunctlError
+from orchestrator.core.lifecycle import Lifecycle, PollPolicy, Progress
+from orchestrator.core.models import (
     CancelJob,
     ErrorDetail,
     Outcome,
     Provider,
     Result,
     Run,
-    RunStatus,
     Usage,
 )
+from orchestrator.core.retrying import RetryPolicy, is_retryable
+from orchestrator.core.settings import Settings, get_settings
 from orchestrator.providers import ProviderError, ProviderUnreachable, RunsProvider
-from orchestrator.retrying import RetryPolicy, is_retryable
-from orchestrator.settings import Settings, get_settings
+from orchestrator.providers.base import TERMINAL, RunStatus
+from orchestrator.store.admission import Submitted, build_job, submit
 
 __all__ = [
     "TERMINAL",

@@ -1,4 +1,6 @@
-"""The Celery application: configuration only. Tasks live in `workers.tasks`.
+"""The Celery application factory: configuration only. Tasks live in `workers.tasks`, and
+the worker's entry point (`celery -A workers.main`) is the one place that builds an app
+from the environment.
 
 JSON is the only accepted content type, so a pickle payload is refused before it is read.
 Messages are acknowledged after the job is done (`acks_late`), so a job whose worker dies
@@ -14,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from celery import Celery, signals
 from kombu.utils.url import parse_ssl_cert_reqs
 
-from orchestrator.settings import Settings, get_settings
+from orchestrator.core.settings import Settings, get_settings
 from workers.transport import TRANSPORT
 
 CANCEL_TASK = "runctl.cancel"
@@ -25,11 +27,11 @@ def make_app(settings: Settings) -> Celery:
     """The Celery app, for workers and producers alike.
 
     It has no result backend: a job's result is its outcome, published by the job itself
-    (`orchestrator.outcomes`); storing Celery's copy too would double the writes per job and
+    (`orchestrator.store.outcomes`); storing Celery's copy too would double the writes per job and
     add one more Redis call that can fail after the job is done.
     """
     url, tls = broker_endpoint(settings.redis_url.get_secret_value())
-    app = Celery("runctl", broker=url, backend=None, include=["workers.tasks"])
+    app = Celery("runctl", broker=url, backend=None)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -102,13 +104,10 @@ def broker_endpoint(url: str) -> tuple[str, dict[str, Any] | None]:
     return urlunsplit(parts._replace(query=kept)), options
 
 
-app = make_app(get_settings())
-
-
 @signals.setup_logging.connect
 def _configure_logging(loglevel: int | str | None = None, **_: Any) -> None:
     # Connecting this signal stops Celery from installing its own handlers.
-    from orchestrator.logs import configure
+    from orchestrator.core.logs import configure
 
     settings = get_settings()
     configure(json_lines=settings.log_json, level=loglevel or settings.log_level)
@@ -127,4 +126,5 @@ def _start_recovery(sender: Any = None, **_: Any) -> None:
     from workers.context import get_context
     from workers.recovery import start_sweeper
 
-    start_sweeper(app, get_context().redis, interval_s=get_settings().restore_interval_s)
+    context = get_context()
+    start_sweeper(sender.app, context.redis, interval_s=context.settings.restore_interval_s)

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
-from orchestrator.deadletters import DeadLetters
+from orchestrator.store.deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
 

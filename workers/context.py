@@ -5,75 +5,22 @@ Built once per process, on first use; the Celery task stays a thin edge over it.
 
 from __future__ import annotations
 
-import logging
+import functools
 import threading
 import time
+from typing import TYPE_CHECKING
 
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
-
-from orchestrator.errors import ConfigurationError
-from orchestrator.lifecycle import Lifecycle, PollPolicy
-from orchestrator.models import Provider
-from orchestrator.outcomes import OutcomeStore
+from orchestrator.core.lifecycle import Lifecycle, PollPolicy
+from orchestrator.core.models import Provider
+from orchestrator.core.retrying import RetryPolicy
+from orchestrator.core.settings import Settings
 from orchestrator.providers import make_provider
-from orchestrator.ratelimit import RateLimiter
-from orchestrator.retrying import RetryPolicy
-from orchestrator.settings import Settings
+from orchestrator.store.client import check_redis, redis_client
+from orchestrator.store.outcomes import OutcomeStore
+from orchestrator.store.ratelimit import rate_limiter
 
-
-def redis_client(
-    settings: Settings, *, max_connections: int = 64, retries: int = 30
-) -> redis.Redis:
-    """A pooled client that rides out a Redis restart by reconnecting with backoff."""
-    pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url.get_secret_value(),
-        max_connections=max_connections,
-        timeout=30,
-        socket_connect_timeout=5,
-        socket_timeout=30,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=retries),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-    )
-    return redis.Redis(connection_pool=pool)
-
-
-log = logging.getLogger(__name__)
-
-MIN_REDIS_VERSION = (6, 2)  # BLMOVE, for the atomic fetch (workers/transport.py)
-
-
-def check_redis(settings: Settings) -> None:
-    """At start-up: refuse a Redis too old for the fetch; warn about settings under which a
-    promise of docs/reliability.md does not hold. A Redis not up yet is not checked."""
-    client = redis_client(settings, max_connections=1, retries=0)
-    try:
-        info = client.info()
-    except redis.RedisError as exc:
-        log.warning("redis not reachable at start-up (%s); not checked", type(exc).__name__)
-        return
-    finally:
-        client.close()
-    version = str(info.get("redis_version", "0.0"))
-    if tuple(int(part) for part in version.split(".")[:2]) < MIN_REDIS_VERSION:
-        raise ConfigurationError(f"Redis {version} is too old: workers need 6.2 or newer")
-    policy = info.get("maxmemory_policy", "noeviction")
-    if policy != "noeviction":
-        log.warning("redis maxmemory-policy is %s: evicted keys can lose jobs; use noeviction",
-                    policy)  # fmt: skip
-    if not info.get("aof_enabled"):
-        log.warning("redis has no AOF persistence: a Redis restart loses queued jobs")
-
-
-def rate_limiter(client: redis.Redis, settings: Settings, provider: Provider) -> RateLimiter:
-    return RateLimiter(
-        client,
-        provider=provider.value,
-        rate_limit_rps=settings.rate_limit_rps,
-        burst_s=settings.rate_burst_s,
-    )
+if TYPE_CHECKING:
+    from workers.producer import Producer
 
 
 class WorkerContext:
@@ -110,6 +57,14 @@ class WorkerContext:
             for provider in Provider
         }
 
+    @functools.cached_property
+    def producer(self) -> Producer:
+        """The process's producer (for the enforcer's cancels), built on first use and
+        sharing the context's Redis pool."""
+        from workers.producer import Producer
+
+        return Producer(self.settings, client=self.redis)
+
 
 _lock = threading.Lock()
 _context: WorkerContext | None = None
@@ -120,7 +75,7 @@ def get_context() -> WorkerContext:
     global _context  # noqa: PLW0603 - one context per process
     with _lock:
         if _context is None:
-            from orchestrator.settings import get_settings
+            from orchestrator.core.settings import get_settings
 
             _context = WorkerContext(get_settings())
         return _context

@@ -10,16 +10,16 @@ from typing import TypeVar
 
 import redis
 
-from orchestrator.enforcer import Enforcer, EnforcerConfig
-from orchestrator.errors import ConfigurationError
-from orchestrator.jobs import Submitted
-from orchestrator.models import CancelJob, Provider, Run
-from orchestrator.policies import load_policies
-from orchestrator.providers import RunsProvider, make_provider
-from orchestrator.ratelimit import RateLimiter, limited_call
-from orchestrator.retrying import RetryPolicy
-from orchestrator.settings import Settings
-from workers.context import rate_limiter
+from orchestrator.core.errors import ConfigurationError
+from orchestrator.core.models import CancelJob, Provider
+from orchestrator.core.policies import load_policies
+from orchestrator.core.retrying import RetryPolicy
+from orchestrator.core.settings import Settings
+from orchestrator.providers import make_provider
+from orchestrator.service.discovery import thread_runs
+from orchestrator.service.enforcer import Enforcer, EnforcerConfig
+from orchestrator.store.admission import Submitted
+from orchestrator.store.ratelimit import RateLimiter, limited_call, rate_limiter
 
 T = TypeVar("T")
 LOOKUP_BUDGET_S = 30.0
@@ -43,9 +43,10 @@ def make_enforcer(
         client=client,
         policies=policies,
         fetch=lambda t, r: _limited(limiter, lambda: runs.retrieve(t, r).run),
-        list_runs=lambda t: _all_runs(runs, t, limiter),
+        list_runs=lambda t: list(thread_runs(runs, t, call=partial(_limited, limiter))),
         submit_many=submit_many,
         clock=time.time,
+        dialect=runs.dialect,
         config=EnforcerConfig(
             batch_limit=settings.enforce_batch_limit,
             recheck_max_s=settings.enforce_recheck_max_s,
@@ -65,14 +66,3 @@ def _limited(limiter: RateLimiter, fn: Callable[[], T]) -> T:
         clock=time.time,
         sleep=time.sleep,
     )
-
-
-def _all_runs(runs: RunsProvider, thread_id: str, limiter: RateLimiter) -> list[Run]:
-    found: list[Run] = []
-    after: str | None = None
-    while True:
-        page = _limited(limiter, partial(runs.list_runs, thread_id, after=after))
-        found += page.runs
-        if not page.has_more or page.last_id is None:
-            return found
-        after = page.last_id

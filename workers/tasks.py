@@ -1,4 +1,8 @@
-"""Thin Celery tasks: parse the message, run the job, return the outcome as JSON."""
+"""Thin Celery tasks: parse the message, run the job, return the outcome as JSON.
+
+The functions are registered on an app by `register` (see `workers.main`), so importing
+this module builds nothing from the environment.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,16 @@ import time
 from typing import Any, NoReturn
 
 import redis
-from celery import Task
+from celery import Celery, Task
 from celery.exceptions import Reject
 from pydantic import ValidationError
 
-from orchestrator.deadletters import DeadLetters
-from orchestrator.execution import execute
-from orchestrator.logs import job_context
-from orchestrator.models import CancelJob
-from orchestrator.retrying import is_redis_outage
-from workers.app import CANCEL_TASK, ENFORCE_TASK, app
+from orchestrator.core.logs import job_context
+from orchestrator.core.models import CancelJob
+from orchestrator.service.execution import execute
+from orchestrator.store.deadletters import DeadLetters
+from orchestrator.store.outages import is_redis_outage
+from workers.app import CANCEL_TASK, ENFORCE_TASK
 from workers.context import get_context
 
 log = logging.getLogger(__name__)
@@ -49,7 +53,12 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
-@app.task(bind=True, name=CANCEL_TASK, acks_late=True, reject_on_worker_lost=True)
+def register(app: Celery) -> None:
+    """Make `app` run these tasks under their queue names."""
+    app.task(bind=True, name=CANCEL_TASK, acks_late=True, reject_on_worker_lost=True)(cancel_run)
+    app.task(name=ENFORCE_TASK, acks_late=False, ignore_result=True)(enforce)
+
+
 def cancel_run(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Cancel one run and return its published outcome. A malformed job is parked in the
     dead-letter list and refused, never retried."""
@@ -95,19 +104,13 @@ def _park_refused(task: Task[Any, Any], job: CancelJob, exc: redis.RedisError) -
     raise Reject(reason="redis refused the job", requeue=False) from None
 
 
-@app.task(name=ENFORCE_TASK, acks_late=False, ignore_result=True)
 def enforce() -> dict[str, Any]:
     """One enforcement pass (beat sends this every RUNCTL_ENFORCE_INTERVAL_S)."""
     from workers.enforcing import make_enforcer
-    from workers.producer import Producer
 
     context = get_context()
-    producer = Producer(context.settings)
-    try:
-        enforcer = make_enforcer(context.settings, context.redis, producer.cancel_many)
-        report = enforcer.run_once()
-    finally:
-        producer.close()
+    enforcer = make_enforcer(context.settings, context.redis, context.producer.cancel_many)
+    report = enforcer.run_once()
     log.info("enforcement pass", extra={"acted": report.acted, "looked_at": report.looked_at,
                                         "events": len(report.events)})  # fmt: skip
     return {"acted": report.acted, "looked_at": report.looked_at, "events": len(report.events)}

@@ -31,8 +31,8 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
-from orchestrator import keys
-from orchestrator.deadletters import DeadLetters
+from orchestrator.store import keys
+from orchestrator.store.deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,21 @@
-"""One module per API dialect, behind the `RunsProvider` protocol."""
+"""One module per API dialect behind the `RunsProvider` port (`orchestrator.core.provider`)."""
 
 from __future__ import annotations
 
-from orchestrator.models import Provider
 from orchestrator.providers.assistants import AssistantsProvider
 from orchestrator.providers.base import (
+    Dialect,
     ProviderError,
     ProviderReply,
     ProviderUnreachable,
     RunPage,
     RunsProvider,
 )
-from orchestrator.settings import Settings
+from orchestrator.providers.registry import make_provider
 
 __all__ = [
     "AssistantsProvider",
+    "Dialect",
     "ProviderError",
     "ProviderReply",
     "ProviderUnreachable",
@@ -22,10 +23,3 @@ __all__ = [
     "RunsProvider",
     "make_provider",
 ]
-
-
-def make_provider(provider: Provider, settings: Settings, *, max_connections: int) -> RunsProvider:
-    """The client for a job's `provider` field."""
-    match provider:
-        case Provider.ASSISTANTS:
-            return AssistantsProvider(settings, max_connections=max_connections)

@@ -1,75 +1,76 @@
-"""The small contract every API dialect implements, and the errors it raises."""
+"""What the dialects share: the port (re-exported from `core.provider`), the Assistants
+family's statuses (OpenAI, Azure OpenAI and Foundry Agents speak them), refusal texts and
+quota codes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import re
+from enum import StrEnum
 
-from orchestrator.errors import RunctlError
-from orchestrator.models import ErrorDetail, Run
+from orchestrator.core.provider import (
+    Dialect,
+    ProviderError,
+    ProviderReply,
+    ProviderUnreachable,
+    RunPage,
+    RunsProvider,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class ProviderReply:
-    """A run as the provider returned it, with the polling hint it sent (if any)."""
-
-    run: Run
-    poll_after_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunPage:
-    runs: tuple[Run, ...]
-    last_id: str | None
-    has_more: bool
-
-
-class ProviderError(RunctlError):
-    """The provider answered with an error, or could not be reached.
-
-    Carries only what is safe to publish: status, type, code, message and the server's
-    retry hints; never a request header, so never a key. `retrying.py` alone decides what
-    is worth another attempt.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        http_status: int | None = None,
-        type: str | None = None,
-        code: str | None = None,
-        retry_after_s: float | None = None,
-        should_retry: bool | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
-        self.type = type
-        self.code = code
-        self.retry_after_s = retry_after_s
-        self.should_retry = should_retry
-
-    @property
-    def detail(self) -> ErrorDetail:
-        return ErrorDetail(
-            http_status=self.http_status, type=self.type, code=self.code, message=self.message
-        )
+__all__ = [
+    "ASSISTANTS_DIALECT",
+    "QUOTA_CODES",
+    "TERMINAL",
+    "Dialect",
+    "ProviderError",
+    "ProviderReply",
+    "ProviderUnreachable",
+    "RunPage",
+    "RunStatus",
+    "RunsProvider",
+    "refused_status",
+]
 
 
-class ProviderUnreachable(ProviderError):
-    """No HTTP answer: connection refused or reset, DNS, or a timeout."""
+class RunStatus(StrEnum):
+    """A run's status in the Assistants family."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    REQUIRES_ACTION = "requires_action"  # waits for tool outputs; not terminal
+    CANCELLING = "cancelling"  # a cancel landed; not terminal until it settles
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"
+    EXPIRED = "expired"
 
 
-class RunsProvider(Protocol):
-    """Cancel, retrieve and list runs. One pooled client per worker process."""
+TERMINAL: frozenset[RunStatus] = frozenset(
+    {
+        RunStatus.CANCELLED,
+        RunStatus.FAILED,
+        RunStatus.COMPLETED,
+        RunStatus.INCOMPLETE,
+        RunStatus.EXPIRED,
+    }
+)
 
-    def cancel(self, thread_id: str, run_id: str) -> ProviderReply: ...
+ASSISTANTS_DIALECT = Dialect(
+    terminal=frozenset(TERMINAL),
+    cancelled=RunStatus.CANCELLED,
+    cancelling=RunStatus.CANCELLING,
+    live=frozenset({RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION}),
+)
 
-    def retrieve(self, thread_id: str, run_id: str) -> ProviderReply: ...
+# 429s with these codes are about money, not speed: waiting will not heal them.
+QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
 
-    def list_runs(
-        self, thread_id: str, *, after: str | None = None, limit: int = 100
-    ) -> RunPage: ...
+_CANNOT_CANCEL = re.compile(r"Cannot cancel run with status '([A-Za-z_]+)'")
 
-    def close(self) -> None: ...
+
+def refused_status(http_status: int, message: str) -> str | None:
+    """The status named by a "Cannot cancel run with status 'X'." refusal, if it is one."""
+    if not 400 <= http_status < 500:
+        return None
+    match = _CANNOT_CANCEL.search(message)
+    return match.group(1) if match else None

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator import keys
-from orchestrator.audit import AuditReport, audit
-from orchestrator.embedded_redis import EmbeddedRedis, is_reachable, start_embedded
+from orchestrator.devkit.embedded_redis import EmbeddedRedis, is_reachable, start_embedded
+from orchestrator.store import keys
+from orchestrator.store.audit import AuditReport, audit
 from tests.integration.harness import (
     ISSUED_KEYS,
     TEST_DATABASES,

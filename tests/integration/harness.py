@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import SecretStr
 
-from orchestrator.bulk import BulkRecord
-from orchestrator.models import Outcome
-from orchestrator.settings import Settings
-from orchestrator.simulator import SimulatorConfig, SimulatorHandle, start_in_thread
+from orchestrator.core.models import Outcome
+from orchestrator.core.settings import Settings
+from orchestrator.devkit.simulator import SimulatorConfig, SimulatorHandle, start_in_thread
+from orchestrator.store.bulk import BulkRecord
 from workers.app import make_app
 
 T = TypeVar("T")

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrator import keys
-from orchestrator.bulk import BulkRecord, BulkStatus
-from orchestrator.models import Provider, Result
-from orchestrator.targets import Target
+from orchestrator.core.models import Provider, Result
+from orchestrator.service.targets import Target
+from orchestrator.store import keys
+from orchestrator.store.bulk import BulkRecord, BulkStatus
 from tests.integration.harness import (
     Deployment,
     Sim,

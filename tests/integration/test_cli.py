@@ -12,8 +12,8 @@ from dataclasses import replace
 import pytest
 import redis
 
-from orchestrator import keys
-from orchestrator.embedded_redis import free_port
+from orchestrator.devkit.embedded_redis import free_port
+from orchestrator.store import keys
 from tests.integration.harness import Deployment, Sim, Worker
 
 pytestmark = pytest.mark.integration

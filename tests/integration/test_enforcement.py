@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrator import keys
-from orchestrator.models import Result
+from orchestrator.core.models import Result
+from orchestrator.store import keys
 from tests.integration.harness import (
     Deployment,
     Sim,

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrator.audit import audit
-from orchestrator.embedded_redis import EmbeddedRedis, free_port
-from orchestrator.models import Result
-from orchestrator.targets import Target
+from orchestrator.core.models import Result
+from orchestrator.devkit.embedded_redis import EmbeddedRedis, free_port
+from orchestrator.service.targets import Target
+from orchestrator.store.audit import audit
 from tests.integration.harness import (
     Deployment,
     Sim,

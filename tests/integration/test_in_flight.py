@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.models import Result
-from orchestrator.watching import read_batch, stream_tail
+from orchestrator.core.models import Result
+from orchestrator.store.outcomes import read_batch, stream_tail
 from tests.integration.harness import Deployment, Sim, Worker, start_worker, wait_for
 from workers.producer import Producer
 

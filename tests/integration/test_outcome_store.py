@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrator import keys
-from orchestrator.lifecycle import Progress
-from orchestrator.models import CancelJob, Outcome, Result
-from orchestrator.outcomes import OutcomeStore
+from orchestrator.core.lifecycle import Progress
+from orchestrator.core.models import CancelJob, Outcome, Result
+from orchestrator.store import keys
+from orchestrator.store.outcomes import OutcomeStore
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 import redis
 from kombu import Connection
 
-from orchestrator.models import Result
+from orchestrator.core.models import Result
 from tests.integration.harness import Deployment, Sim, Worker, outcome_of, wait_for
 from workers.app import CANCEL_TASK, make_app
 from workers.producer import Producer

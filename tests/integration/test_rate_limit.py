@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator import keys
-from orchestrator.models import Result
-from orchestrator.ratelimit import RateLimiter
-from orchestrator.targets import Target
+from orchestrator.core.models import Result
+from orchestrator.service.targets import Target
+from orchestrator.store import keys
+from orchestrator.store.ratelimit import RateLimiter
 from tests.integration.harness import (
     Deployment,
     Sim,

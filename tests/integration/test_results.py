@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.models import Result
+from orchestrator.core.models import Result
 from tests.integration.harness import Sim, outcome_of
 from workers.producer import Producer
 

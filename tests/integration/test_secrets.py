@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator import keys
-from orchestrator.embedded_redis import EmbeddedRedis, free_port
-from orchestrator.models import Result
+from orchestrator.core.models import Result
+from orchestrator.devkit.embedded_redis import EmbeddedRedis, free_port
+from orchestrator.store import keys
 from tests.integration.harness import (
     Deployment,
     Sim,

@@ -23,8 +23,8 @@ from openai import DefaultHttpxClient, OpenAI
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from orchestrator.simulator import SimulatorConfig, start_in_thread
-from orchestrator.simulator.server import SimulatorHandle
+from orchestrator.devkit.simulator import SimulatorConfig, start_in_thread
+from orchestrator.devkit.simulator.server import SimulatorHandle
 
 pytestmark = [
     pytest.mark.integration,

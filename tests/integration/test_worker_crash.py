@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrator import keys
-from orchestrator.audit import audit
-from orchestrator.models import Result
+from orchestrator.core.models import Result
+from orchestrator.store import keys
+from orchestrator.store.audit import audit
 from tests.integration.harness import (
     Deployment,
     Sim,

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from orchestrator.models import Run
-from orchestrator.providers.base import ProviderError, ProviderReply, RunPage
+from orchestrator.core.models import Run
+from orchestrator.providers.base import (
+    ASSISTANTS_DIALECT,
+    Dialect,
+    ProviderError,
+    ProviderReply,
+    RunPage,
+)
 
 START_S = 1_700_000_000.0
 
@@ -39,6 +46,7 @@ def cannot_cancel(status: str) -> ProviderError:
         f"Cannot cancel run with status '{status}'.",
         http_status=400,
         type="invalid_request_error",
+        refused_status=status,  # as the Assistants dialect reads this refusal
     )
 
 
@@ -46,6 +54,7 @@ def cannot_cancel(status: str) -> ProviderError:
 class ScriptedProvider:
     """Answers cancel and retrieve from two scripts; the last retrieve step repeats."""
 
+    dialect: ClassVar[Dialect] = ASSISTANTS_DIALECT
     cancels: list[Step] = field(default_factory=list)
     retrieves: list[Step] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)

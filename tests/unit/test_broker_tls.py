@@ -6,7 +6,7 @@ import ssl
 
 from pydantic import SecretStr
 
-from orchestrator.settings import Settings
+from orchestrator.core.settings import Settings
 from workers.app import broker_endpoint, make_app
 from workers.transport import Transport
 

@@ -11,11 +11,12 @@ from typing import Any
 
 from rich.console import Console
 
-from orchestrator.bulk import BulkRecord, BulkStatus, enqueue
-from orchestrator.cli_bulk import _QueueingBar
-from orchestrator.jobs import Submitted
-from orchestrator.models import CancelJob
-from orchestrator.targets import Problem, Target
+from orchestrator.cli.bulk import _QueueingBar
+from orchestrator.core.models import CancelJob
+from orchestrator.service.bulk import enqueue
+from orchestrator.service.targets import Problem, Target
+from orchestrator.store.admission import Submitted
+from orchestrator.store.bulk import BulkRecord, BulkStatus
 
 
 @dataclass

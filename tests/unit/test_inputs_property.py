@@ -9,11 +9,11 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.errors import InvalidInput
-from orchestrator.jobs import build_job
-from orchestrator.models import ID_PATTERN
-from orchestrator.policies import check_policies
-from orchestrator.targets import Problem, Target, read_targets
+from orchestrator.core.errors import InvalidInput
+from orchestrator.core.models import ID_PATTERN
+from orchestrator.core.policies import check_policies
+from orchestrator.service.targets import Problem, Target, read_targets
+from orchestrator.store.admission import build_job
 
 ids = st.one_of(
     st.text(max_size=140),

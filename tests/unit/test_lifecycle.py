@@ -6,11 +6,10 @@ the right number of calls and the exact sleeps in between.
 
 from __future__ import annotations
 
-from orchestrator.lifecycle import Lifecycle, PollPolicy, Progress
-from orchestrator.models import CancelJob, Outcome, Result
+from orchestrator.core.lifecycle import Lifecycle, PollPolicy, Progress, Reservation
+from orchestrator.core.models import CancelJob, Outcome, Result
+from orchestrator.core.retrying import RetryPolicy
 from orchestrator.providers.base import ProviderError, ProviderUnreachable
-from orchestrator.ratelimit import Reservation
-from orchestrator.retrying import RetryPolicy
 from tests.unit.fakes import START_S, FakeClock, ScriptedProvider, cannot_cancel, reply
 
 JOB = CancelJob(job_id="job_1", thread_id="thread_1", run_id="run_1", deadline_s=30)
@@ -110,7 +109,7 @@ def test_permanent_refusals_are_rejected() -> None:
     for error in (
         ProviderError("Incorrect API key provided.", http_status=401, code="invalid_api_key"),
         ProviderError("forbidden", http_status=403),
-        ProviderError("quota", http_status=429, code="insufficient_quota"),
+        ProviderError("quota", http_status=429, code="insufficient_quota", quota_exhausted=True),
     ):
         outcome, _, _ = run(ScriptedProvider(cancels=[error]))
         assert outcome.result is Result.REJECTED, error
@@ -211,7 +210,7 @@ def test_a_resumed_job_keeps_its_original_deadline() -> None:
 
 
 def test_outcome_carries_the_job_and_usage() -> None:
-    from orchestrator.models import Run, Usage
+    from orchestrator.core.models import Run, Usage
     from orchestrator.providers.base import ProviderReply
 
     done = ProviderReply(
@@ -353,7 +352,9 @@ def test_no_slot_before_the_deadline_is_an_error_without_a_request() -> None:
 
 def test_a_429_with_a_delay_pauses_every_worker() -> None:
     limited = ProviderError("Rate limit", http_status=429, retry_after_s=2.0)
-    quota = ProviderError("quota", http_status=429, code="insufficient_quota", retry_after_s=9.0)
+    quota = ProviderError(
+        "quota", http_status=429, code="insufficient_quota", retry_after_s=9.0, quota_exhausted=True
+    )
     gate = FakeGate(Reservation(0))
     run_gated(ScriptedProvider(cancels=[limited, reply("cancelled")]), gate)
     run_gated(ScriptedProvider(cancels=[quota]), gate)

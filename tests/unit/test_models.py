@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import InvalidInput
-from orchestrator.jobs import build_job
-from orchestrator.models import TERMINAL, CancelJob, Outcome, Run, RunStatus
+from orchestrator.core.errors import InvalidInput
+from orchestrator.core.models import CancelJob, Outcome, Run
+from orchestrator.providers.base import ASSISTANTS_DIALECT, TERMINAL, RunStatus
+from orchestrator.store.admission import build_job
 
 
 @pytest.mark.parametrize(
@@ -50,11 +51,11 @@ def test_run_is_parsed_tolerantly() -> None:
     run = Run.model_validate(
         {"id": "run_1", "status": "in_progress", "brand_new_field": {"x": 1}, "usage": None}
     )
-    assert run.status is RunStatus.IN_PROGRESS
-    assert not run.is_terminal
+    assert run.status == RunStatus.IN_PROGRESS
+    assert not ASSISTANTS_DIALECT.is_terminal(run.status)
     novel = Run.model_validate({"id": "run_1", "status": "paused_by_operator"})
     assert novel.status == "paused_by_operator"
-    assert not novel.is_terminal
+    assert not ASSISTANTS_DIALECT.is_terminal(novel.status)
 
 
 def test_job_round_trips_through_json() -> None:
@@ -80,6 +81,6 @@ def test_odd_values_in_fields_we_only_report_do_not_fail_the_parse() -> None:
             "last_error": None,
         }
     )
-    assert run.is_terminal
+    assert ASSISTANTS_DIALECT.is_terminal(run.status)
     assert run.usage is not None
     assert run.usage.total_tokens == 7

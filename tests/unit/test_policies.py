@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.models import Run
-from orchestrator.policies import Action, PolicyError, check_policies, judge, load_policies
+from orchestrator.core.models import Run
+from orchestrator.core.policies import Action, PolicyError, check_policies, judge, load_policies
 from tests.unit.fakes import START_S
 
 GOOD = """

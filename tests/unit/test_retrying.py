@@ -6,16 +6,10 @@ import httpx
 import pytest
 import redis
 
+from orchestrator.core.retrying import RetryPolicy, backoff_s, call_with_retries, is_retryable
 from orchestrator.providers.assistants import error_from_response, retry_after_s
 from orchestrator.providers.base import ProviderError, ProviderUnreachable
-from orchestrator.retrying import (
-    RetryPolicy,
-    backoff_s,
-    call_through_redis_outages,
-    call_with_retries,
-    is_redis_outage,
-    is_retryable,
-)
+from orchestrator.store.outages import call_through_redis_outages, is_redis_outage
 from tests.unit.fakes import START_S, FakeClock
 
 
@@ -39,7 +33,16 @@ def test_connection_errors_and_timeouts_are_retried() -> None:
 
 @pytest.mark.parametrize("code", ["insufficient_quota", "billing_hard_limit_reached"])
 def test_quota_429_is_not_retried(code: str) -> None:
-    assert not is_retryable(http_error(429, code))
+    # The dialect recognises the code; the policy never retries what it marks.
+    error = error_from_response(httpx.Response(429, json={"error": {"code": code}}))
+    assert error.quota_exhausted
+    assert not is_retryable(error)
+
+
+def test_a_cannot_cancel_refusal_names_its_status() -> None:
+    body = {"error": {"message": "Cannot cancel run with status 'completed'."}}
+    assert error_from_response(httpx.Response(400, json=body)).refused_status == "completed"
+    assert error_from_response(httpx.Response(500, json=body)).refused_status is None
 
 
 def test_x_should_retry_overrides_the_status() -> None:

@@ -6,11 +6,10 @@ import random
 
 import pytest
 
-from orchestrator.models import RunStatus
-from orchestrator.simulator.config import SimulatorConfig
-from orchestrator.simulator.errors import ApiError
-from orchestrator.simulator.ratelimit import TokenBucket, format_duration
-from orchestrator.simulator.state import (
+from orchestrator.devkit.simulator.config import SimulatorConfig
+from orchestrator.devkit.simulator.errors import ApiError
+from orchestrator.devkit.simulator.ratelimit import TokenBucket, format_duration
+from orchestrator.devkit.simulator.state import (
     Fault,
     RequestRecord,
     RunSpec,
@@ -18,7 +17,8 @@ from orchestrator.simulator.state import (
     State,
     Traffic,
 )
-from orchestrator.simulator.wire import run_object
+from orchestrator.devkit.simulator.wire import run_object
+from orchestrator.providers.base import RunStatus
 
 WALL_START_S = 1_700_000_000.0
 SETTLE_S = 1.0

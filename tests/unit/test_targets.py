@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.models import Run
-from orchestrator.providers.base import ProviderError, RunPage
-from orchestrator.targets import Problem, Target, discover, parse_duration_s, read_targets
+from orchestrator.core.durations import parse_duration_s
+from orchestrator.core.models import Run
+from orchestrator.providers.base import ASSISTANTS_DIALECT, ProviderError, RunPage
+from orchestrator.service.discovery import discover
+from orchestrator.service.targets import Problem, Target, read_targets
 from tests.unit.fakes import START_S
 
 
@@ -80,6 +82,8 @@ def test_bad_durations(text: str) -> None:
 
 class PagedProvider:
     """Runs of one thread, served 2 per page, newest first."""
+
+    dialect = ASSISTANTS_DIALECT
 
     def __init__(self, runs: list[Run]) -> None:
         self.runs = runs

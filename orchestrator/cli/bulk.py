@@ -1,0 +1,409 @@
+"""`runctl bulk-cancel` and `runctl bulk status|abort|report`: thin commands over bulk jobs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TextIO
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from orchestrator.core.durations import parse_duration_s
+from orchestrator.core.errors import InvalidInput, RunctlError
+from orchestrator.core.models import Provider, Result
+from orchestrator.core.settings import Settings, get_settings
+from orchestrator.providers.base import RunPage
+from orchestrator.service.discovery import DEFAULT_STATUSES, discover
+from orchestrator.service.targets import (
+    Problem,
+    Target,
+    read_targets,
+    read_thread_ids,
+)
+from orchestrator.store.bulk import BulkRecord, BulkStatus
+
+if TYPE_CHECKING:
+    from workers.producer import Producer
+
+IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"  # a report row's result for a run not queued again
+bulk_app = typer.Typer(no_args_is_help=True, help="Follow, abort and report bulk jobs.")
+out = Console(soft_wrap=True)  # a line is one line: greppable, never cut
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_TIMED_OUT = 4
+EXIT_FAILED = 5
+EXIT_ABORTED = 7
+FOLLOW_INTERVAL_S = 0.5
+DISCOVERY_DEADLINE_S = 60.0
+
+
+def bulk_cancel(
+    file: Annotated[
+        str | None, typer.Argument(help="JSON lines or CSV (thread_id,run_id[,reason]); - = stdin.")
+    ] = None,
+    thread: Annotated[
+        list[str] | None, typer.Option("--thread", help="Cancel this thread's matching runs.")
+    ] = None,
+    threads_file: Annotated[
+        Path | None, typer.Option(help="Thread ids, one per line, to list runs from.")
+    ] = None,
+    status: Annotated[
+        str, typer.Option(help="With threads: statuses to cancel, comma-separated.")
+    ] = ",".join(sorted(DEFAULT_STATUSES)),
+    older_than: Annotated[
+        str | None, typer.Option(help="With threads: only runs created this long ago (30m).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List, count, cancel nothing.")
+    ] = False,
+    rate: Annotated[
+        float | None, typer.Option(help="Provider requests/s for this bulk job (and the global).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why; kept in each outcome.")] = "",
+    deadline: Annotated[float | None, typer.Option(help="Seconds per job.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow it to the end.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Cancel many runs: from a file, or from the runs of listed threads."""
+    settings = get_settings()
+    if rate is not None and rate <= 0:
+        raise InvalidInput("rate", "must be more than 0 requests per second", rate)
+    if deadline is not None and deadline <= 0:
+        raise InvalidInput("deadline", "must be more than 0 seconds", deadline)
+    targets = _targets(settings, file, thread or [], threads_file, status, older_than)
+    if dry_run:
+        raise typer.Exit(_dry_run(targets, json_output))
+    from workers.producer import Producer
+
+    producer = Producer(settings)
+    try:
+        with _QueueingBar(producer, json_output=json_output) as bar:
+            bulk_id = producer.bulk_cancel(
+                targets,
+                on_problem=lambda p: _print_problem(p, json_output),
+                reason=reason,
+                requested_by=_who(),
+                source=file or f"threads: {len(thread or [])} listed, file {threads_file}",
+                deadline_s=deadline,
+                rate_limit_rps=rate,
+                on_start=bar.start,
+                on_batch=bar.advance,
+            )
+        record = _record(producer, bulk_id)
+        summary = (
+            f"bulk {bulk_id}: {record.queued} queued, {record.repeated} repeated, "
+            f"{record.in_flight_elsewhere} already in flight, {record.invalid} refused"
+        )
+        _print_line(json_output, {"bulk_id": bulk_id, **_counts(record)}, summary)
+        if wait:
+            record = follow_bulk(producer, bulk_id, json_output=json_output)
+    finally:
+        producer.close()
+    if wait:
+        raise typer.Exit(_exit_code(record))
+
+
+@bulk_app.command("status")
+def status_command(
+    bulk_id: str,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Where a bulk job stands: counts per result."""
+    producer = _producer()
+    try:
+        record = _record(producer, bulk_id)
+    finally:
+        producer.close()
+    if json_output:
+        print(record.model_dump_json())
+    else:
+        out.print(_table(record))
+
+
+@bulk_app.command("abort")
+def abort_command(bulk_id: str) -> None:
+    """Stop a bulk job: nothing more is sent; jobs not done end `skipped`."""
+    producer = _producer()
+    try:
+        record = producer.bulks.abort(bulk_id)
+    finally:
+        producer.close()
+    if record is None:
+        raise RunctlError(f"no bulk job {bulk_id}")
+    out.print(
+        f"aborted {bulk_id}: {record.done} of {record.queued} done; "
+        f"the other {record.queued - record.done} will end skipped"
+    )
+
+
+@bulk_app.command("report")
+def report_command(
+    bulk_id: str,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON outcome per line.")] = False,
+    csv_output: Annotated[bool, typer.Option("--csv", help="CSV with a header.")] = False,
+) -> None:
+    """One row per run with its outcome. A run another job was already cancelling has the
+    result in_flight_elsewhere and that job's id (in JSON: {"in_flight_elsewhere": {...}})."""
+    producer = _producer()
+    try:
+        _record(producer, bulk_id)
+        _write_report(producer, bulk_id, sys.stdout, json_output, csv_output)
+    finally:
+        producer.close()
+
+
+def _write_report(
+    producer: Producer, bulk_id: str, stream: TextIO, json_output: bool, csv_output: bool
+) -> None:
+    columns = ["job_id", "thread_id", "run_id", "result", "final_status", "cancel_attempts",
+               "polls", "duration_s", "error_status", "error_message"]  # fmt: skip
+    writer = csv.writer(stream) if csv_output or not json_output else None
+    if writer is not None:
+        writer.writerow(columns)
+    for outcome in producer.bulks.outcomes(bulk_id):
+        if writer is None:
+            stream.write(outcome.model_dump_json() + "\n")
+            continue
+        error = outcome.error
+        writer.writerow([outcome.job_id, outcome.thread_id, outcome.run_id, outcome.result.value,
+                         outcome.final_status or "", outcome.cancel_attempts, outcome.polls,
+                         outcome.duration_s, error.http_status if error else "",
+                         error.message if error else ""])  # fmt: skip
+    # Runs another job was already cancelling: their outcome is that job's (`runctl status`).
+    for row in producer.bulks.elsewhere(bulk_id):
+        if writer is None:
+            stream.write(json.dumps({IN_FLIGHT_ELSEWHERE: row.model_dump()}) + "\n")
+            continue
+        note = f"already being cancelled by job {row.job_id}"
+        writer.writerow([row.job_id, row.thread_id, row.run_id, IN_FLIGHT_ELSEWHERE,
+                         "", "", "", "", "", note])  # fmt: skip
+
+
+def _targets(
+    settings: Settings,
+    file: str | None,
+    threads: list[str],
+    threads_file: Path | None,
+    status: str,
+    older_than: str | None,
+) -> Iterator[Target | Problem]:
+    if file is not None and (threads or threads_file):
+        raise InvalidInput("FILE", "give a file, or threads to list runs from, not both")
+    if file is not None:
+        stream = sys.stdin if file == "-" else _open(file)
+        return read_targets(stream)
+    if not threads and threads_file is None:
+        raise InvalidInput("FILE", "give a file (or -), or --thread / --threads-file")
+    thread_ids = [*threads, *(read_thread_ids(_open(str(threads_file))) if threads_file else [])]
+    return _discover(settings, thread_ids, status, older_than)
+
+
+def _discover(
+    settings: Settings, thread_ids: list[str], status: str, older_than: str | None
+) -> Iterator[Target | Problem]:
+    statuses = frozenset(s.strip() for s in status.split(",") if s.strip())
+    if not statuses:
+        raise InvalidInput("status", "must name at least one status")
+    try:
+        older_than_s = None if older_than is None else parse_duration_s(older_than)
+    except ValueError as exc:
+        raise InvalidInput("older-than", str(exc), older_than) from None
+    from orchestrator.core.retrying import RetryPolicy
+    from orchestrator.providers import make_provider
+    from orchestrator.store.client import redis_client
+    from orchestrator.store.ratelimit import limited_call, rate_limiter
+
+    provider = make_provider(Provider.ASSISTANTS, settings, max_connections=4)
+    limiter = rate_limiter(redis_client(settings, max_connections=2), settings, Provider.ASSISTANTS)
+
+    def call(fn: Callable[[], RunPage]) -> RunPage:
+        return limited_call(
+            limiter, fn, budget_s=DISCOVERY_DEADLINE_S, policy=RetryPolicy(),
+            clock=time.time, sleep=time.sleep,
+        )  # fmt: skip
+
+    return discover(
+        provider, thread_ids, statuses=statuses, older_than_s=older_than_s, now_s=time.time(),
+        call=call,
+    )  # fmt: skip
+
+
+def _dry_run(targets: Iterator[Target | Problem], json_output: bool) -> int:
+    runs: set[tuple[str, str]] = set()
+    problems = 0
+    for item in targets:
+        if isinstance(item, Problem):
+            problems += 1
+            _print_problem(item, json_output)
+            continue
+        repeated = (item.thread_id, item.run_id) in runs
+        runs.add((item.thread_id, item.run_id))
+        _print_line(
+            json_output,
+            {"would_cancel": {"thread_id": item.thread_id, "run_id": item.run_id,
+                              "source": item.source, "repeated": repeated}},
+            f"would cancel {item.thread_id} {item.run_id} ({item.source})"
+            + (" (repeated)" if repeated else ""),
+        )  # fmt: skip
+    _print_line(
+        json_output,
+        {"dry_run": True, "runs": len(runs), "problems": problems},
+        f"dry run: {len(runs)} runs would be cancelled, {problems} problems; nothing was sent",
+    )
+    return 0
+
+
+class _QueueingBar:
+    """While a bulk job's targets are read and queued: the bulk id first (for `bulk abort`
+    from another shell), then a transient bar on stderr that moves after each batch. It
+    runs in the caller's thread; problems print above it, through the same console."""
+
+    def __init__(self, producer: Producer, *, json_output: bool, console: Console = err) -> None:
+        self._producer = producer
+        self._json_output = json_output
+        self._bulk_id = ""
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=console, transient=True, disable=json_output,
+        )  # fmt: skip
+        self._task = self._progress.add_task("queueing", total=None)
+
+    def __enter__(self) -> _QueueingBar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def start(self, bulk_id: str) -> None:
+        self._bulk_id = bulk_id
+        line = f"bulk {bulk_id} started; queueing..."
+        _print_line(self._json_output, {"started": bulk_id}, line)
+        self._progress.start()  # after the line: stdout and the bar never share a line
+
+    def advance(self) -> None:
+        record = _record(self._producer, self._bulk_id)
+        self._progress.update(
+            self._task,
+            description=f"queueing: {record.seen + record.invalid} read, "
+            f"{record.queued} queued, {record.done} done",
+        )
+
+
+def follow_bulk(
+    producer: Producer, bulk_id: str, *, json_output: bool, console: Console | None = None
+) -> BulkRecord:
+    """Show a live progress bar (per-result counts, rate) until the bulk job is done."""
+    record = _record(producer, bulk_id)
+    started = time.monotonic()
+    columns = (TextColumn("[bold]{task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("{task.description}"))  # fmt: skip
+    with Progress(*columns, console=console or err, disable=json_output) as bar:
+        task = bar.add_task("", total=max(1, record.queued), label="cancelling")
+        while not record.finished:
+            time.sleep(FOLLOW_INTERVAL_S)
+            record = _record(producer, bulk_id)
+            rate = record.done / max(0.001, time.monotonic() - started)
+            counts = "  ".join(f"{r.value} {n}" for r, n in sorted(record.results.items()))
+            bar.update(
+                task,
+                total=max(1, record.queued),
+                completed=record.done,
+                description=f"{counts}  {rate:.0f}/s",
+                label=record.status.value,
+            )
+    if json_output:
+        print(record.model_dump_json())
+    else:
+        (console or out).print(_table(record))
+    return record
+
+
+def _exit_code(record: BulkRecord) -> int:
+    if record.status is BulkStatus.ABORTED:
+        return EXIT_ABORTED
+    if record.results.get(Result.ERROR) or record.results.get(Result.REJECTED):
+        return EXIT_FAILED
+    if record.results.get(Result.TIMED_OUT):
+        return EXIT_TIMED_OUT
+    return 0
+
+
+def _table(record: BulkRecord) -> Table:
+    state = "finished" if record.finished and record.status is BulkStatus.RUNNING else None
+    table = Table(title=f"{record.bulk_id} ({state or record.status.value})")
+    table.add_column("")
+    table.add_column("runs", justify="right")
+    for name, value in _counts(record).items():
+        table.add_row(name, str(value))
+    return table
+
+
+def _counts(record: BulkRecord) -> dict[str, int]:
+    counts = {
+        "queued": record.queued,
+        "done": record.done,
+        "repeated (cancelled once)": record.repeated,
+        "already in flight elsewhere": record.in_flight_elsewhere,
+        "refused lines or threads": record.invalid,
+    }
+    ordered = Counter({r.value: n for r, n in record.results.items()})
+    return counts | dict(sorted(ordered.items()))
+
+
+def _record(producer: Producer, bulk_id: str) -> BulkRecord:
+    record = producer.bulks.get(bulk_id)
+    if record is None:
+        raise RunctlError(
+            f"no bulk job {bulk_id} (ids look like bulk_…; they expire with outcomes)"
+        )
+    return record
+
+
+def _producer() -> Producer:
+    from workers.producer import Producer
+
+    return Producer(get_settings())
+
+
+def _print_problem(problem: Problem, json_output: bool) -> None:
+    if json_output:
+        print(json.dumps({"problem": {"where": problem.where, "field": problem.field,
+                                      "rule": problem.rule}}), flush=True)  # fmt: skip
+    else:
+        err.print(f"skipped {problem}", markup=False, highlight=False)
+
+
+def _print_line(json_output: bool, data: dict[str, object], line: str) -> None:
+    if json_output:
+        print(json.dumps(data), flush=True)
+    else:
+        out.print(line, markup=False, highlight=False)
+
+
+def _open(path: str) -> TextIO:
+    try:
+        # utf-8-sig: a spreadsheet's byte-order mark must not spoil the first line.
+        return open(path, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise InvalidInput("FILE", f"cannot be read: {exc.strerror}", path) from None
+
+
+def _who() -> str:
+    import os
+
+    return os.environ.get("USER", "")[:200]

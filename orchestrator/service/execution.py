@@ -1,0 +1,70 @@
+"""Running one job to exactly one published outcome, resuming after a crash."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from orchestrator.core.lifecycle import Lifecycle
+from orchestrator.core.models import CancelJob, Outcome
+from orchestrator.store.outages import call_through_redis_outages, is_redis_outage
+from orchestrator.store.outcomes import OutcomeStore
+
+log = logging.getLogger(__name__)
+
+
+def execute(
+    job: CancelJob,
+    *,
+    lifecycle: Lifecycle,
+    store: OutcomeStore,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    redis_outage_max_s: float,
+) -> Outcome:
+    """Bring `job` to its outcome and publish it once; return the outcome that stands.
+
+    A job that already has an outcome (a redelivery after the worker died between publishing
+    and acknowledging) returns it without touching the provider. A job with saved progress
+    resumes from it, keeping its original deadline. When Redis goes away mid-job, the job
+    waits for it and runs again from its progress; after `redis_outage_max_s` the Redis
+    error is raised, and the caller must hand the job back to the queue.
+    """
+    return call_through_redis_outages(
+        lambda: _execute_once(job, lifecycle=lifecycle, store=store, clock=clock),
+        outage_max_s=redis_outage_max_s,
+        clock=clock,
+        sleep=sleep,
+    )
+
+
+def _execute_once(
+    job: CancelJob, *, lifecycle: Lifecycle, store: OutcomeStore, clock: Callable[[], float]
+) -> Outcome:
+    progress = store.begin(job, clock())
+    if isinstance(progress, Outcome):
+        log.info("job already has an outcome; not running it again")
+        return progress
+    if progress is None:
+        log.info("its bulk job was aborted; skipping it")
+        return _publish(lifecycle.skipped(job), store, job)
+    if progress.cancel_attempts:
+        log.info("resuming job", extra={"cancel_accepted": progress.cancel_accepted})
+    try:
+        outcome = lifecycle.run(job, progress, lambda p: store.save_progress(job.job_id, p))
+    except Exception as exc:
+        if is_redis_outage(exc):
+            raise  # nothing can be published now; the job runs again once Redis is back
+        # A bug must not lose the job: it ends, once, as an error an operator can see.
+        log.exception("job failed unexpectedly")
+        outcome = lifecycle.internal_error(job, progress, exc)
+    return _publish(outcome, store, job)
+
+
+def _publish(outcome: Outcome, store: OutcomeStore, job: CancelJob) -> Outcome:
+    if store.publish(outcome, provider=job.provider.value):
+        log.info("outcome published", extra={"result": outcome.result.value})
+        return outcome
+    # Another delivery of the same job published first; its outcome is the one that stands.
+    standing = store.published(job.job_id)
+    return standing if standing is not None else outcome

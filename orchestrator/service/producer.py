@@ -1,0 +1,130 @@
+"""The Python API for producers: queue cancel jobs and wait for their outcomes.
+
+producer = Producer(get_settings(), queue)
+submitted = producer.cancel("thread_abc", "run_abc", reason="stuck")
+outcome = producer.wait(submitted.job_id, timeout_s=60)
+
+It holds no Celery: jobs go to a `JobQueue` (`workers.queue.CeleryQueue` in production),
+so that every door (the CLI, the tasks, an HTTP API) shares the same admission rules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import redis
+
+from orchestrator.core.models import CancelJob, Outcome
+from orchestrator.core.settings import Settings
+from orchestrator.service.bulk import enqueue
+from orchestrator.service.targets import Problem, Target
+from orchestrator.store.admission import Submitted, build_job, submit_many
+from orchestrator.store.bulk import BulkStore, new_bulk_id
+from orchestrator.store.client import redis_client
+from orchestrator.store.outcomes import wait_for_outcome
+from orchestrator.store.tracking import Tracker
+
+
+class JobQueue(Protocol):
+    """Where admitted jobs go: one call per batch, all of it or an exception."""
+
+    def send(self, jobs: Sequence[CancelJob]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Producer:
+    """Validates and queues jobs. Holds no credential: workers read the key themselves."""
+
+    def __init__(
+        self, settings: Settings, queue: JobQueue, *, client: redis.Redis | None = None
+    ) -> None:
+        self._settings = settings
+        self.queue = queue
+        # An operator's command should fail fast, not ride out a Redis restart like a worker.
+        self._owns_redis = client is None
+        self._redis = client or redis_client(settings, max_connections=8, retries=2)
+        self.bulks = BulkStore(self._redis, keep_s=settings.outcome_keep_s)
+
+    def cancel(self, thread_id: str, run_id: str, **fields: Any) -> Submitted:
+        """Queue a cancel of one run; raises InvalidInput naming the bad field, queues nothing."""
+        fields.setdefault("deadline_s", self._settings.default_deadline_s)
+        return self.cancel_many([build_job(thread_id=thread_id, run_id=run_id, **fields)])[0]
+
+    def cancel_many(self, jobs: Sequence[CancelJob]) -> list[Submitted]:
+        """Queue many jobs in a few round trips; runs already in flight keep their job."""
+        return submit_many(
+            jobs,
+            client=self._redis,
+            send=self.queue.send,
+            inflight_ttl_s=self._settings.inflight_ttl_s,
+            max_deadline_s=self._settings.max_deadline_s,
+            accepted_keep_s=self._settings.outcome_keep_s,
+        )
+
+    def bulk_cancel(
+        self,
+        targets: Iterable[Target | Problem],
+        *,
+        on_problem: Callable[[Problem], None],
+        reason: str = "",
+        requested_by: str = "",
+        source: str = "",
+        deadline_s: float | None = None,
+        rate_limit_rps: float | None = None,
+        on_start: Callable[[str], None] = lambda _: None,
+        on_batch: Callable[[], None] = lambda: None,
+    ) -> str:
+        """Start a bulk job over `targets` (streamed) and return its id once all are queued.
+
+        `on_start` gets the id before the first target is read, so that an operator can
+        follow or abort a long enqueue; `on_batch` is called after each batch of targets is
+        queued. A bad line or thread goes to `on_problem` and is counted; it never stops
+        the others.
+        """
+        deadline = deadline_s or self._settings.default_deadline_s
+        build_job(thread_id="t", run_id="r", deadline_s=deadline)  # refuse a bad deadline early
+        bulk_id = new_bulk_id()
+        self.bulks.create(
+            bulk_id, source=source, requested_by=requested_by, rate_limit_rps=rate_limit_rps
+        )
+        on_start(bulk_id)
+
+        def make_job(target: Target) -> CancelJob:
+            return CancelJob(
+                thread_id=target.thread_id,
+                run_id=target.run_id,
+                reason=target.reason or reason,
+                requested_by=requested_by,
+                deadline_s=deadline,
+                bulk_id=bulk_id,
+            )
+
+        enqueue(
+            bulk_id,
+            targets,
+            store=self.bulks,
+            make_job=make_job,
+            submit_many=self.cancel_many,
+            on_problem=on_problem,
+            on_batch=on_batch,
+        )
+        return bulk_id
+
+    def track(self, thread_id: str, run_id: str) -> bool:
+        """Have the enforcer watch a run, from its creation on; False if already tracked."""
+        return Tracker(self._redis).track(thread_id, run_id, now_s=time.time())
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self._redis
+
+    def wait(self, job_id: str, *, timeout_s: float) -> Outcome | None:
+        return wait_for_outcome(self._redis, job_id, timeout_s=timeout_s)
+
+    def close(self) -> None:
+        self.queue.close()
+        if self._owns_redis:
+            self._redis.close()

@@ -1,0 +1,199 @@
+"""Bulk jobs: many cancels under one id, with a durable record, abort, and a report.
+
+The record is a Redis hash (`keys.bulk`): counters the enqueuer adds batch by batch, and
+per-result counters the publish script adds as each job's outcome lands (`outcomes.py`),
+so `status` is one HGETALL however large the bulk job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.core.models import Outcome, Result
+from orchestrator.store import keys
+from orchestrator.store.keys import text
+
+# KEYS: bulk record, seen set. ARGV: now (ISO), failure ('' when none).
+_ENQUEUED = """
+redis.call('HSET', KEYS[1], 'enqueued_at', ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'enqueue_failed', ARGV[2]) end
+if redis.call('HGET', KEYS[1], 'status') == 'enqueueing' then
+  redis.call('HSET', KEYS[1], 'status', 'running')
+end
+redis.call('DEL', KEYS[2])
+return 0
+"""
+
+# KEYS: the bulk's seen set. ARGV: members. Returns 1 per member new to the set, else 0.
+_FIRST_SIGHTINGS = """
+local new = {}
+for i, member in ipairs(ARGV) do
+  new[i] = redis.call('SADD', KEYS[1], member)
+end
+return new
+"""
+
+
+class BulkStatus(StrEnum):
+    ENQUEUEING = "enqueueing"  # targets are still being read and queued
+    RUNNING = "running"  # everything is queued; outcomes are arriving
+    ABORTED = "aborted"  # nothing more is sent; jobs not yet done end `skipped`
+
+
+class ElsewhereRow(BaseModel):
+    """A run of the bulk job that another job (`job_id`) was already cancelling: it was not
+    queued again, and its outcome is that job's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    thread_id: str
+    run_id: str
+    job_id: str
+
+
+class BulkRecord(BaseModel):
+    """Where a bulk job stands. `seen` = queued + repeated + in_flight_elsewhere."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bulk_id: str
+    status: BulkStatus
+    created_at: datetime
+    requested_by: str = ""
+    source: str = ""
+    rate_limit_rps: float | None = None
+    seen: int = 0  # valid targets read so far
+    queued: int = 0  # jobs queued
+    repeated: int = 0  # listed again in this bulk job: cancelled once
+    in_flight_elsewhere: int = 0  # a job from elsewhere already had the run
+    invalid: int = 0  # lines or threads refused
+    done: int = 0  # outcomes published
+    results: dict[Result, int] = {}
+    enqueue_failed: str = ""  # why enqueueing stopped early, if it did
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not BulkStatus.ENQUEUEING and self.done >= self.queued
+
+
+def new_bulk_id() -> str:
+    return f"bulk_{uuid.uuid4().hex}"
+
+
+class BulkStore:
+    """The bulk records in Redis."""
+
+    def __init__(self, client: redis.Redis, *, keep_s: int) -> None:
+        self._redis = client
+        self._keep_s = keep_s
+        self._first_sightings = client.register_script(_FIRST_SIGHTINGS)
+        self._enqueued = client.register_script(_ENQUEUED)
+
+    def create(
+        self, bulk_id: str, *, source: str, requested_by: str, rate_limit_rps: float | None
+    ) -> None:
+        mapping: dict[str | bytes, str | float] = {
+            "status": BulkStatus.ENQUEUEING.value,
+            "created_at": datetime.now(UTC).isoformat(),
+            "source": source[:500],
+            "requested_by": requested_by[:200],
+        }
+        if rate_limit_rps:
+            mapping["rate_limit_rps"] = rate_limit_rps
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(keys.bulk(bulk_id), mapping=mapping)  # type: ignore[arg-type]
+        pipe.expire(keys.bulk(bulk_id), self._keep_s)
+        pipe.execute()
+
+    def get(self, bulk_id: str) -> BulkRecord | None:
+        raw = self._redis.hgetall(keys.bulk(bulk_id))
+        if not raw:
+            return None
+        fields = {text(k): text(v) for k, v in raw.items()}
+        results = {
+            Result(name.removeprefix("result:")): int(count)
+            for name, count in fields.items()
+            if name.startswith("result:")
+        }
+        counters = ("seen", "queued", "repeated", "in_flight_elsewhere", "invalid", "done")
+        rate = fields.get("rate_limit_rps")
+        return BulkRecord(
+            bulk_id=bulk_id,
+            status=BulkStatus(fields["status"]),
+            created_at=datetime.fromisoformat(fields["created_at"]),
+            requested_by=fields.get("requested_by", ""),
+            enqueue_failed=fields.get("enqueue_failed", ""),
+            source=fields.get("source", ""),
+            rate_limit_rps=float(rate) if rate else None,
+            results=results,
+            **{name: int(fields.get(name, 0)) for name in counters},
+        )
+
+    def abort(self, bulk_id: str) -> BulkRecord | None:
+        """Stop a bulk job: nothing more is sent for it. None if there is no such job; a
+        finished one is left as it is (its record is returned unchanged)."""
+        record = self.get(bulk_id)
+        if record is None or record.finished:
+            return record
+        self._redis.hset(keys.bulk(bulk_id), "status", BulkStatus.ABORTED.value)
+        return self.get(bulk_id)
+
+    def first_sightings(self, bulk_id: str, runs: Sequence[tuple[str, str]]) -> list[bool]:
+        """For each (thread_id, run_id), whether this bulk job sees the run for the first time."""
+        if not runs:
+            return []
+        members = [f"{thread_id}:{run_id}" for thread_id, run_id in runs]
+        reply: Any = self._first_sightings(keys=[keys.bulk_seen(bulk_id)], args=members)
+        self._redis.expire(keys.bulk_seen(bulk_id), self._keep_s)
+        return [bool(flag) for flag in reply]
+
+    def add(self, bulk_id: str, *, elsewhere: Sequence[ElsewhereRow] = (), **counts: int) -> None:
+        """Add to the enqueue counters, and keep the rows of runs another job was already
+        cancelling (for the report): one atomic round trip, so the two always agree."""
+        pipe = self._redis.pipeline(transaction=True)
+        for name, value in counts.items():
+            if value:
+                pipe.hincrby(keys.bulk(bulk_id), name, value)
+        if elsewhere:
+            pipe.rpush(keys.bulk_elsewhere(bulk_id), *(row.model_dump_json() for row in elsewhere))
+            pipe.expire(keys.bulk_elsewhere(bulk_id), self._keep_s)
+        pipe.execute()
+
+    def elsewhere(self, bulk_id: str) -> Iterator[ElsewhereRow]:
+        """The runs of the bulk job that another job was already cancelling."""
+        for row in self._rows(keys.bulk_elsewhere(bulk_id)):
+            yield ElsewhereRow.model_validate_json(row)
+
+    def enqueued(self, bulk_id: str, *, failure: str = "") -> None:
+        """Enqueueing ended (all queued, or `failure`): the bulk job runs, unless it was
+        aborted meanwhile (one atomic step, so an abort in between is never overwritten)."""
+        self._enqueued(
+            keys=[keys.bulk(bulk_id), keys.bulk_seen(bulk_id)],
+            args=[datetime.now(UTC).isoformat(), failure[:300]],
+        )
+
+    def status(self, bulk_id: str) -> BulkStatus | None:
+        raw = self._redis.hget(keys.bulk(bulk_id), "status")
+        return None if raw is None else BulkStatus(text(raw))
+
+    def outcomes(self, bulk_id: str) -> Iterator[Outcome]:
+        """Every published outcome of the bulk job, in the order they landed."""
+        for row in self._rows(keys.bulk_outcomes(bulk_id)):
+            yield Outcome.model_validate_json(row)
+
+    def _rows(self, key: str, chunk: int = 1000) -> Iterator[bytes]:
+        """A list's items, `chunk` per round trip: never one huge reply."""
+        start = 0
+        while True:
+            rows: Any = self._redis.lrange(key, start, start + chunk - 1)
+            yield from rows
+            if len(rows) < chunk:
+                return
+            start += chunk
