@@ -31,7 +31,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
-from orchestrator.store import keys
+from orchestrator.store import keys, scripts
 from orchestrator.store.deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
@@ -40,15 +40,6 @@ TRANSPORT = "workers.transport:Transport"  # the name Celery's `broker_transport
 REGISTER_EVERY_S = 30.0  # how often a live channel says its fetch list is still in use
 FORGET_AFTER_S = 600.0  # an empty fetch list unannounced this long belongs to no one
 REFUSED_PAUSE_S = 1.0  # after Redis refuses a fetch (full memory), before the next
-
-# KEYS: fetch list, queue. ARGV: the message. Moves it back to the head of its queue, once.
-_RECLAIM = """
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-"""
 
 
 # kombu's stubs (celery-types) omit the private parts overridden here: typed loosely.
@@ -144,7 +135,7 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         if queue not in self.connection._callbacks:
             # No consumer any more (the channel is closing): back to the head of its queue.
             with self.conn_or_acquire() as client:
-                client.eval(_RECLAIM, 2, self.fetch_key, queue, item)
+                client.eval(scripts.source("reclaim"), 2, self.fetch_key, queue, item)
             raise virtual.Empty()
         self.fetched = item
         self._queue_cycle.rotate(queue)
@@ -221,7 +212,7 @@ class FetchReclaimer:
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
-        self._reclaim = client.register_script(_RECLAIM)
+        self._reclaim = scripts.register(client, "reclaim")
         self._seen: dict[str, set[bytes]] = {}
 
     def sweep(self, *, now_s: float) -> int:

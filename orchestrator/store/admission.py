@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from orchestrator.core.errors import InvalidInput, RedisUnavailable
 from orchestrator.core.models import CancelJob
-from orchestrator.store import keys
+from orchestrator.store import keys, scripts
 from orchestrator.store.keys import text
 
 
@@ -35,29 +35,6 @@ def build_job(**fields: Any) -> CancelJob:
         # An unknown field's value is not shown: it may be a secret passed by mistake.
         shown = None if first["type"] == "extra_forbidden" else first.get("input")
         raise InvalidInput(field, _rule(first), shown) from None
-
-
-# KEYS[1]: accepted jobs, KEYS[2]: the bulk's jobs (or a placeholder), KEYS[3..]: in-flight
-# markers. ARGV: ttl_s, now_s, keep_s, has bulk (1/0), then the job ids in marker order.
-# Returns, per job, '' when its marker was set (the job is admitted), else the id in flight.
-# Admitted jobs are recorded as accepted (for `runctl audit`), in the same atomic step.
-_ADMIT = """
-local taken = {}
-local now = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
-for i = 3, #KEYS do
-  local job_id = ARGV[i + 2]
-  if redis.call('SET', KEYS[i], job_id, 'NX', 'EX', ARGV[1]) then
-    taken[i - 2] = ''
-    redis.call('ZADD', KEYS[1], now, job_id)
-    if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], now, job_id) end
-  else
-    taken[i - 2] = redis.call('GET', KEYS[i])
-  end
-end
-if ARGV[4] == '1' then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
-return taken
-"""
 
 
 def submit(
@@ -111,7 +88,7 @@ def submit_many(
         raise ValueError("one batch of jobs belongs to one bulk job, or to none")
     bulk_id = bulk_ids.pop()
     try:
-        taken: Any = client.register_script(_ADMIT)(
+        taken: Any = scripts.register(client, "admit")(
             keys=[keys.ACCEPTED, keys.bulk_jobs(bulk_id or "-"), *markers],
             args=[
                 inflight_ttl_s,

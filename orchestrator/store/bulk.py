@@ -17,28 +17,20 @@ import redis
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.core.models import Outcome, Result
-from orchestrator.store import keys
+from orchestrator.store import keys, scripts
 from orchestrator.store.keys import text
 
-# KEYS: bulk record, seen set. ARGV: now (ISO), failure ('' when none).
-_ENQUEUED = """
-redis.call('HSET', KEYS[1], 'enqueued_at', ARGV[1])
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'enqueue_failed', ARGV[2]) end
-if redis.call('HGET', KEYS[1], 'status') == 'enqueueing' then
-  redis.call('HSET', KEYS[1], 'status', 'running')
-end
-redis.call('DEL', KEYS[2])
-return 0
-"""
+# The bulk record's fields that other scripts touch: this module owns every field name, and
+# hands these to the scripts that read or count them (publish, begin, reserve).
+STATUS_FIELD = "status"
+RATE_FIELD = "rate_limit_rps"
+DONE_FIELD = "done"
+_RESULT_PREFIX = "result:"
 
-# KEYS: the bulk's seen set. ARGV: members. Returns 1 per member new to the set, else 0.
-_FIRST_SIGHTINGS = """
-local new = {}
-for i, member in ipairs(ARGV) do
-  new[i] = redis.call('SADD', KEYS[1], member)
-end
-return new
-"""
+
+def result_field(result: Result) -> str:
+    """The record's counter of outcomes with `result`."""
+    return f"{_RESULT_PREFIX}{result.value}"
 
 
 class BulkStatus(StrEnum):
@@ -83,6 +75,12 @@ class BulkRecord(BaseModel):
         return self.status is not BulkStatus.ENQUEUEING and self.done >= self.queued
 
 
+def bulk_status(client: redis.Redis, bulk_id: str) -> BulkStatus | None:
+    """One HGET: the bulk job's status, or None when it has no record."""
+    raw = client.hget(keys.bulk(bulk_id), STATUS_FIELD)
+    return None if raw is None else BulkStatus(text(raw))
+
+
 def new_bulk_id() -> str:
     return f"bulk_{uuid.uuid4().hex}"
 
@@ -93,20 +91,20 @@ class BulkStore:
     def __init__(self, client: redis.Redis, *, keep_s: int) -> None:
         self._redis = client
         self._keep_s = keep_s
-        self._first_sightings = client.register_script(_FIRST_SIGHTINGS)
-        self._enqueued = client.register_script(_ENQUEUED)
+        self._first_sightings = scripts.register(client, "bulk_first_sightings")
+        self._enqueued = scripts.register(client, "bulk_enqueued")
 
     def create(
         self, bulk_id: str, *, source: str, requested_by: str, rate_limit_rps: float | None
     ) -> None:
         mapping: dict[str | bytes, str | float] = {
-            "status": BulkStatus.ENQUEUEING.value,
+            STATUS_FIELD: BulkStatus.ENQUEUEING.value,
             "created_at": datetime.now(UTC).isoformat(),
             "source": source[:500],
             "requested_by": requested_by[:200],
         }
         if rate_limit_rps:
-            mapping["rate_limit_rps"] = rate_limit_rps
+            mapping[RATE_FIELD] = rate_limit_rps
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(keys.bulk(bulk_id), mapping=mapping)  # type: ignore[arg-type]
         pipe.expire(keys.bulk(bulk_id), self._keep_s)
@@ -118,15 +116,15 @@ class BulkStore:
             return None
         fields = {text(k): text(v) for k, v in raw.items()}
         results = {
-            Result(name.removeprefix("result:")): int(count)
+            Result(name.removeprefix(_RESULT_PREFIX)): int(count)
             for name, count in fields.items()
-            if name.startswith("result:")
+            if name.startswith(_RESULT_PREFIX)
         }
-        counters = ("seen", "queued", "repeated", "in_flight_elsewhere", "invalid", "done")
-        rate = fields.get("rate_limit_rps")
+        counters = ("seen", "queued", "repeated", "in_flight_elsewhere", "invalid", DONE_FIELD)
+        rate = fields.get(RATE_FIELD)
         return BulkRecord(
             bulk_id=bulk_id,
-            status=BulkStatus(fields["status"]),
+            status=BulkStatus(fields[STATUS_FIELD]),
             created_at=datetime.fromisoformat(fields["created_at"]),
             requested_by=fields.get("requested_by", ""),
             enqueue_failed=fields.get("enqueue_failed", ""),
@@ -142,7 +140,7 @@ class BulkStore:
         record = self.get(bulk_id)
         if record is None or record.finished:
             return record
-        self._redis.hset(keys.bulk(bulk_id), "status", BulkStatus.ABORTED.value)
+        self._redis.hset(keys.bulk(bulk_id), STATUS_FIELD, BulkStatus.ABORTED.value)
         return self.get(bulk_id)
 
     def first_sightings(self, bulk_id: str, runs: Sequence[tuple[str, str]]) -> list[bool]:
@@ -180,8 +178,7 @@ class BulkStore:
         )
 
     def status(self, bulk_id: str) -> BulkStatus | None:
-        raw = self._redis.hget(keys.bulk(bulk_id), "status")
-        return None if raw is None else BulkStatus(text(raw))
+        return bulk_status(self._redis, bulk_id)
 
     def outcomes(self, bulk_id: str) -> Iterator[Outcome]:
         """Every published outcome of the bulk job, in the order they landed."""

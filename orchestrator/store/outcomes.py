@@ -19,57 +19,8 @@ from redis.typing import EncodableT, FieldT
 
 from orchestrator.core.lifecycle import Progress
 from orchestrator.core.models import CancelJob, Outcome
-from orchestrator.store import keys
+from orchestrator.store import bulk, keys, scripts
 from orchestrator.store.keys import text
-
-# KEYS: outcome, stream, job state, inflight, bulk record, bulk outcomes, bulk elsewhere
-# rows (the last three are placeholders for a job without a bulk). ARGV: outcome json,
-# keep_s, maxlen, channel, job_id, result, has bulk (1/0), fields... (flat field/value
-# pairs for the stream entry).
-_PUBLISH = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
-redis.call('PUBLISH', ARGV[4], ARGV[1])
-redis.call('DEL', KEYS[3])
-if redis.call('GET', KEYS[4]) == ARGV[5] then
-  redis.call('DEL', KEYS[4])
-end
-if ARGV[7] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('HINCRBY', KEYS[5], 'result:' .. ARGV[6], 1)
-  redis.call('HINCRBY', KEYS[5], 'done', 1)
-  redis.call('EXPIRE', KEYS[5], ARGV[2])
-  redis.call('RPUSH', KEYS[6], ARGV[1])
-  redis.call('EXPIRE', KEYS[6], ARGV[2])
-  redis.call('EXPIRE', KEYS[7], ARGV[2])
-end
-return 1
-"""
-
-
-# KEYS: outcome, job state, bulk record (a placeholder without a bulk).
-# ARGV: now_s, progress_keep_s.
-_BEGIN = """
-local done = redis.call('GET', KEYS[1])
-if done then
-  return {'outcome', done}
-end
-if redis.call('HGET', KEYS[3], 'status') == 'aborted' then
-  return {'aborted'}
-end
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('HSET', KEYS[2], 'started_at', ARGV[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-end
-local progress = redis.call('HGETALL', KEYS[2])
-table.insert(progress, 1, 'progress')
-return progress
-"""
-
 
 _NO_BULK = f"{keys.PREFIX}:no-bulk"  # a key no script writes: scripts must name every key
 
@@ -88,8 +39,8 @@ class OutcomeStore:
         self._stream_maxlen = stream_maxlen
         self._keep_s = keep_s
         self._progress_keep_s = progress_keep_s
-        self._publish = client.register_script(_PUBLISH)
-        self._begin = client.register_script(_BEGIN)
+        self._publish = scripts.register(client, "publish")
+        self._begin = scripts.register(client, "begin")
 
     def published(self, job_id: str) -> Outcome | None:
         raw = self._redis.get(keys.outcome(job_id))
@@ -123,8 +74,9 @@ class OutcomeStore:
                 self._stream_maxlen,
                 keys.OUTCOME_CHANNEL,
                 outcome.job_id,
-                outcome.result.value,
+                bulk.result_field(outcome.result),
                 1 if bulk_id else 0,
+                bulk.DONE_FIELD,
                 *flat,
             ],
         )
@@ -136,7 +88,12 @@ class OutcomeStore:
         first delivery)."""
         reply = self._begin(
             keys=[keys.outcome(job.job_id), keys.job_state(job.job_id), _bulk_key(job.bulk_id)],
-            args=[repr(now_s), self._progress_keep_s],
+            args=[
+                repr(now_s),
+                self._progress_keep_s,
+                bulk.STATUS_FIELD,
+                bulk.BulkStatus.ABORTED.value,
+            ],
         )
         if reply[0] == b"aborted":
             return None

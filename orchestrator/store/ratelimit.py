@@ -22,72 +22,9 @@ from orchestrator.core.models import Provider
 from orchestrator.core.provider import ProviderError
 from orchestrator.core.retrying import RetryPolicy, call_with_retries
 from orchestrator.core.settings import Settings
-from orchestrator.store import keys
+from orchestrator.store import bulk, keys, scripts
 
 T = TypeVar("T")
-
-# KEYS: global tat, bulk tat (or a dummy), pause, bulk record (or a dummy).
-# ARGV: global interval ms (0 = unlimited), bulk id ('' = none), max wait ms, burst ms.
-# Returns {status, wait_ms}: status 0 reserved, 1 no slot within max wait, 2 aborted.
-_RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local max_wait = tonumber(ARGV[3])
-local burst = tonumber(ARGV[4])
-local bulk = ARGV[2] ~= ''
-local bulk_interval = 0
-if bulk then
-  local fields = redis.call('HMGET', KEYS[4], 'status', 'rate_limit_rps')
-  if fields[1] == 'aborted' then return {2, 0} end
-  local rate = tonumber(fields[2] or '0') or 0
-  if rate > 0 then bulk_interval = 1000 / rate end
-end
-local wait = 0
-local pause = redis.call('PTTL', KEYS[3])
-if pause > 0 then wait = pause end
-local function slot(key, interval)
-  if interval <= 0 then return nil end
-  local tat = tonumber(redis.call('GET', key) or '0') or 0
-  local start = tat - burst
-  if start < now + wait then start = now + wait end
-  return {tat, start - now}
-end
-local g = slot(KEYS[1], tonumber(ARGV[1]))
-local b = bulk and slot(KEYS[2], bulk_interval) or nil
-if g and g[2] > wait then wait = g[2] end
-if b and b[2] > wait then wait = b[2] end
-if wait > max_wait then return {1, math.floor(wait)} end
--- Every bucket is charged at the moment this request really goes (the latest of its
--- slots), so a bucket that holds it back does not leave another's slot unused.
-local at = now + wait
-local function take(key, s, interval)
-  if s then
-    local tat = s[1]
-    if tat < at then tat = at end
-    local next_tat = tat + interval
-    redis.call('SET', key, tostring(next_tat), 'PX', math.ceil(next_tat - now + 60000))
-  end
-end
-take(KEYS[1], g, tonumber(ARGV[1]))
-take(KEYS[2], b, bulk_interval)
-return {0, math.floor(wait)}
-"""
-
-# KEYS: pause, global tat. ARGV: delay ms. Extends the pause, never shortens it, and moves
-# the schedule past it, so that slots are handed out after the pause, not during it.
-_PAUSE = """
-local current = redis.call('PTTL', KEYS[1])
-if current < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-end
-local t = redis.call('TIME')
-local resume = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-if tat < resume then
-  redis.call('SET', KEYS[2], tostring(resume), 'PX', math.ceil(tonumber(ARGV[1]) + 60000))
-end
-return 0
-"""
 
 
 class RateLimiter:
@@ -100,8 +37,8 @@ class RateLimiter:
         self._provider = provider
         self._interval_ms = 0.0 if not rate_limit_rps else 1000.0 / rate_limit_rps
         self._burst_ms = burst_s * 1000.0
-        self._reserve = client.register_script(_RESERVE)
-        self._pause = client.register_script(_PAUSE)
+        self._reserve = scripts.register(client, "reserve")
+        self._pause = scripts.register(client, "pause")
 
     def reserve(self, *, bulk_id: str | None, max_wait_s: float) -> Reservation:
         """Take the next slot, unless it is more than `max_wait_s` away (then take nothing)."""
@@ -112,7 +49,15 @@ class RateLimiter:
                 keys.pause(self._provider),
                 keys.bulk(bulk_id or "-"),
             ],
-            args=[self._interval_ms, bulk_id or "", max(0.0, max_wait_s) * 1000.0, self._burst_ms],
+            args=[
+                self._interval_ms,
+                bulk_id or "",
+                max(0.0, max_wait_s) * 1000.0,
+                self._burst_ms,
+                bulk.STATUS_FIELD,
+                bulk.BulkStatus.ABORTED.value,
+                bulk.RATE_FIELD,
+            ],
         )
         status, wait_ms = int(reply[0]), int(reply[1])
         return Reservation(wait_s=wait_ms / 1000.0, in_time=status == 0, aborted=status == 2)
@@ -126,7 +71,7 @@ class RateLimiter:
 
     def aborted(self, bulk_id: str) -> bool:
         """Whether the bulk job was aborted (checked again after a long wait for a slot)."""
-        return bool(self._client.hget(keys.bulk(bulk_id), "status") == b"aborted")
+        return bulk.bulk_status(self._client, bulk_id) is bulk.BulkStatus.ABORTED
 
 
 def limited_call(
