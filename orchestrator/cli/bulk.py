@@ -23,6 +23,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from orchestrator.cli import console
+from orchestrator.cli.console import (
+    EXIT_ABORTED,
+    EXIT_FAILED,
+    EXIT_TIMED_OUT,
+    err,
+    out,
+    print_line,
+    who,
+)
 from orchestrator.core.durations import parse_duration_s
 from orchestrator.core.errors import InvalidInput, RunctlError
 from orchestrator.core.models import Provider, Result
@@ -42,12 +52,7 @@ if TYPE_CHECKING:
 
 IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"  # a report row's result for a run not queued again
 bulk_app = typer.Typer(no_args_is_help=True, help="Follow, abort and report bulk jobs.")
-out = Console(soft_wrap=True)  # a line is one line: greppable, never cut
-err = Console(stderr=True, soft_wrap=True)
 
-EXIT_TIMED_OUT = 4
-EXIT_FAILED = 5
-EXIT_ABORTED = 7
 FOLLOW_INTERVAL_S = 0.5
 DISCOVERY_DEADLINE_S = 60.0
 
@@ -97,7 +102,7 @@ def bulk_cancel(
                 targets,
                 on_problem=lambda p: _print_problem(p, json_output),
                 reason=reason,
-                requested_by=_who(),
+                requested_by=who(),
                 source=file or f"threads: {len(thread or [])} listed, file {threads_file}",
                 deadline_s=deadline,
                 rate_limit_rps=rate,
@@ -109,7 +114,7 @@ def bulk_cancel(
             f"bulk {bulk_id}: {record.queued} queued, {record.repeated} repeated, "
             f"{record.in_flight_elsewhere} already in flight, {record.invalid} refused"
         )
-        _print_line(json_output, {"bulk_id": bulk_id, **_counts(record)}, summary)
+        print_line(json_output, {"bulk_id": bulk_id, **_counts(record)}, summary)
         if wait:
             record = follow_bulk(producer, bulk_id, json_output=json_output)
     finally:
@@ -124,7 +129,7 @@ def status_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Where a bulk job stands: counts per result."""
-    producer = _producer()
+    producer = console.producer()
     try:
         record = _record(producer, bulk_id)
     finally:
@@ -138,7 +143,7 @@ def status_command(
 @bulk_app.command("abort")
 def abort_command(bulk_id: str) -> None:
     """Stop a bulk job: nothing more is sent; jobs not done end `skipped`."""
-    producer = _producer()
+    producer = console.producer()
     try:
         record = producer.bulks.abort(bulk_id)
     finally:
@@ -159,7 +164,7 @@ def report_command(
 ) -> None:
     """One row per run with its outcome. A run another job was already cancelling has the
     result in_flight_elsewhere and that job's id (in JSON: {"in_flight_elsewhere": {...}})."""
-    producer = _producer()
+    producer = console.producer()
     try:
         _record(producer, bulk_id)
         _write_report(producer, bulk_id, sys.stdout, json_output, csv_output)
@@ -253,14 +258,14 @@ def _dry_run(targets: Iterator[Target | Problem], json_output: bool) -> int:
             continue
         repeated = (item.thread_id, item.run_id) in runs
         runs.add((item.thread_id, item.run_id))
-        _print_line(
+        print_line(
             json_output,
             {"would_cancel": {"thread_id": item.thread_id, "run_id": item.run_id,
                               "source": item.source, "repeated": repeated}},
             f"would cancel {item.thread_id} {item.run_id} ({item.source})"
             + (" (repeated)" if repeated else ""),
         )  # fmt: skip
-    _print_line(
+    print_line(
         json_output,
         {"dry_run": True, "runs": len(runs), "problems": problems},
         f"dry run: {len(runs)} runs would be cancelled, {problems} problems; nothing was sent",
@@ -292,7 +297,7 @@ class _QueueingBar:
     def start(self, bulk_id: str) -> None:
         self._bulk_id = bulk_id
         line = f"bulk {bulk_id} started; queueing..."
-        _print_line(self._json_output, {"started": bulk_id}, line)
+        print_line(self._json_output, {"started": bulk_id}, line)
         self._progress.start()  # after the line: stdout and the bar never share a line
 
     def advance(self) -> None:
@@ -374,12 +379,6 @@ def _record(producer: Producer, bulk_id: str) -> BulkRecord:
     return record
 
 
-def _producer() -> Producer:
-    from workers.producer import Producer
-
-    return Producer(get_settings())
-
-
 def _print_problem(problem: Problem, json_output: bool) -> None:
     if json_output:
         print(json.dumps({"problem": {"where": problem.where, "field": problem.field,
@@ -388,22 +387,9 @@ def _print_problem(problem: Problem, json_output: bool) -> None:
         err.print(f"skipped {problem}", markup=False, highlight=False)
 
 
-def _print_line(json_output: bool, data: dict[str, object], line: str) -> None:
-    if json_output:
-        print(json.dumps(data), flush=True)
-    else:
-        out.print(line, markup=False, highlight=False)
-
-
 def _open(path: str) -> TextIO:
     try:
         # utf-8-sig: a spreadsheet's byte-order mark must not spoil the first line.
         return open(path, encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise InvalidInput("FILE", f"cannot be read: {exc.strerror}", path) from None
-
-
-def _who() -> str:
-    import os
-
-    return os.environ.get("USER", "")[:200]

@@ -4,16 +4,14 @@ over timeout enforcement."""
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
-from rich.console import Console
 
+from orchestrator.cli import console
+from orchestrator.cli.console import EXIT_BAD_INPUT, err, operator_redis, out, print_line
 from orchestrator.core.errors import InvalidInput, RunctlError
 from orchestrator.core.policies import check_policies
 from orchestrator.core.settings import get_settings
@@ -21,8 +19,6 @@ from orchestrator.store import keys
 from orchestrator.store.tracking import Tracker
 
 policy_app = typer.Typer(no_args_is_help=True, help="Check timeout enforcement policies.")
-out = Console(soft_wrap=True)  # a line is one line: greppable, never cut
-err = Console(stderr=True, soft_wrap=True)
 
 
 @policy_app.command("check")
@@ -36,20 +32,20 @@ def policy_check(file: Path) -> None:
     for problem in problems:
         err.print(f"{file}: {problem}", markup=False, highlight=False)
     if problems:
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_BAD_INPUT)
     out.print(f"{file}: ok")
 
 
 def track(thread_id: str, run_id: str) -> None:
     """Have the enforcer watch a run (producers call this as they create runs)."""
-    tracker = Tracker(_redis())
+    tracker = Tracker(operator_redis())
     added = tracker.track(thread_id, run_id, now_s=time.time())
     out.print(f"tracking {thread_id} {run_id}" + ("" if added else " (already tracked)"))
 
 
 def track_thread(thread_id: str) -> None:
     """Have the enforcer list this thread's runs on every pass."""
-    added = Tracker(_redis()).watch_thread(thread_id)
+    added = Tracker(operator_redis()).watch_thread(thread_id)
     out.print(f"watching thread {thread_id}" + ("" if added else " (already watched)"))
 
 
@@ -65,9 +61,8 @@ def enforce(
     if not once:
         raise InvalidInput("--once", "is required: passes on a schedule come from `runctl beat`")
     from workers.enforcing import make_enforcer
-    from workers.producer import Producer
 
-    producer = Producer(get_settings())
+    producer = console.producer()
     try:
         enforcer = make_enforcer(
             get_settings(), producer.redis, producer.cancel_many, policies_file=policies
@@ -79,9 +74,11 @@ def enforce(
         raise RunctlError("another enforcer is acting now; nothing done")
     verb = "would do" if dry_run else "did"
     for event in report.events:
-        _print(json_output, {"dry_run": dry_run, **event}, f"{verb}: {_describe(event)}")
+        print_line(json_output, {"dry_run": dry_run, **event}, f"{verb}: {_describe(event)}")
     summary = {"dry_run": dry_run, "looked_at": report.looked_at, "actions": len(report.events)}
-    _print(json_output, summary, f"looked at {report.looked_at} runs; {len(report.events)} actions")
+    print_line(
+        json_output, summary, f"looked at {report.looked_at} runs; {len(report.events)} actions"
+    )
 
 
 def events(
@@ -90,7 +87,7 @@ def events(
     count: Annotated[int, typer.Option(help="How many of the latest to show.")] = 100,
 ) -> None:
     """Enforcement actions: cancelled, reported, escalated, alerted."""
-    client = _redis()
+    client = operator_redis()
     entries = cast(list[Any], client.xrevrange(keys.EVENTS, count=count))[::-1]
     last_id = keys.text(entries[-1][0]) if entries else "0-0"
     for _, fields in entries:
@@ -103,17 +100,9 @@ def events(
                 _show_event(fields, json_output)
 
 
-def beat() -> None:
-    """Start Celery beat: it sends one enforcement pass every RUNCTL_ENFORCE_INTERVAL_S."""
-    schedule = Path(tempfile.gettempdir()) / f"runctl-beat-{os.getpid()}"
-    argv = [sys.executable, "-m", "celery", "-A", "workers.main", "beat",
-            "--schedule", str(schedule), "--loglevel", get_settings().log_level]  # fmt: skip
-    os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with beat
-
-
 def _show_event(fields: dict[bytes, bytes], json_output: bool) -> None:
     event = json.loads(fields[b"event"])
-    _print(json_output, event, _describe(event))
+    print_line(json_output, event, _describe(event))
 
 
 def _describe(event: dict[str, Any]) -> str:
@@ -121,16 +110,3 @@ def _describe(event: dict[str, Any]) -> str:
     detail = {k: v for k, v in event.items() if k not in {"action", "run", "at"}}
     extras = " ".join(f"{k}={v}" for k, v in detail.items())
     return f"{event['action']:<10} {run.get('thread_id')}/{run.get('run_id')} {extras}"
-
-
-def _print(json_output: bool, data: dict[str, Any], line: str) -> None:
-    if json_output:
-        print(json.dumps(data), flush=True)
-    else:
-        out.print(line, markup=False, highlight=False)
-
-
-def _redis() -> Any:
-    from orchestrator.store.client import redis_client
-
-    return redis_client(get_settings(), max_connections=2, retries=2)

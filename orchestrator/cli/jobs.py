@@ -1,0 +1,129 @@
+"""One job at a time: queue a cancel, follow outcomes, audit, dead letters."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.console import (
+    EXIT_CODES,
+    EXIT_NO_OUTCOME,
+    err,
+    operator_redis,
+    out,
+    print_json_line,
+    producer,
+    who,
+)
+from orchestrator.core.models import Outcome
+
+
+def cancel(
+    thread_id: str,
+    run_id: str,
+    reason: Annotated[str, typer.Option(help="Why; kept in the outcome.")] = "",
+    deadline: Annotated[
+        float | None, typer.Option(help="Seconds the worker may spend on it.")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the outcome and print it.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="With --wait: give up after this many s.")] = 600.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Queue a cancel of one run and print its job id (with --wait, its outcome)."""
+    queue = producer()
+    try:
+        fields: dict[str, object] = {"reason": reason, "requested_by": who()}
+        if deadline is not None:
+            fields["deadline_s"] = deadline
+        submitted = queue.cancel(thread_id, run_id, **fields)
+        if json_output:
+            print_json_line({"job_id": submitted.job_id, "duplicate": submitted.duplicate})
+        else:
+            note = " (already in flight)" if submitted.duplicate else ""
+            out.print(f"queued {submitted.job_id}{note}")
+        if not wait:
+            return
+        outcome = queue.wait(submitted.job_id, timeout_s=timeout)
+    finally:
+        queue.close()
+    if outcome is None:
+        err.print(f"no outcome within {timeout:g} s; `runctl watch` follows it")
+        raise typer.Exit(EXIT_NO_OUTCOME)
+    print_outcome(outcome, json_output)
+    raise typer.Exit(EXIT_CODES[outcome.result])
+
+
+def watch(
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    from_start: Annotated[
+        bool, typer.Option("--from-start", help="Replay the stream from its start.")
+    ] = False,
+) -> None:
+    """Follow the outcome stream, one line per outcome, until interrupted."""
+    from orchestrator.store.outcomes import follow_outcomes
+
+    client = operator_redis()
+    try:
+        for outcome in follow_outcomes(client, from_start=from_start):
+            print_outcome(outcome, json_output)
+    except KeyboardInterrupt:
+        pass
+
+
+def audit(
+    bulk: Annotated[str | None, typer.Option(help="Only this bulk job's jobs.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List accepted jobs with no outcome, or with more than one (exit 1 if any)."""
+    from orchestrator.store.audit import audit as run_audit
+
+    report = run_audit(operator_redis(), bulk_id=bulk)
+    if json_output:
+        print_json_line(dataclasses.asdict(report) | {"clean": report.clean})
+    else:
+        out.print(
+            f"accepted {report.accepted}, published {report.published}, in flight "
+            f"{len(report.in_flight)}, missing {len(report.missing)}, duplicated "
+            f"{len(report.duplicated)}"
+        )
+        for job_id in report.missing:
+            out.print(f"missing    {job_id}")
+        for job_id, count in report.duplicated.items():
+            out.print(f"duplicated {job_id} ({count} outcomes)")
+    if not report.clean:
+        raise typer.Exit(1)
+
+
+def dead_letters(
+    count: Annotated[int, typer.Option(help="How many of the newest.")] = 50,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Messages workers refused (not JSON, not a job, bad fields), newest first."""
+    from orchestrator.store.deadletters import DeadLetters
+
+    client = operator_redis()
+    for entry in DeadLetters(client).newest(count):
+        if json_output:
+            print_json_line(entry)
+        else:
+            out.print(f"{entry['reason']}  ({entry['content_type']}, {entry['bytes']} bytes)",
+                      markup=False, highlight=False)  # fmt: skip
+
+
+def print_outcome(outcome: Outcome, json_output: bool) -> None:
+    if json_output:
+        print(outcome.model_dump_json(), flush=True)
+        return
+    status = f" final_status={outcome.final_status}" if outcome.final_status else ""
+    error = f" error={outcome.error.http_status}:{outcome.error.message}" if outcome.error else ""
+    out.print(
+        f"{outcome.finished_at:%H:%M:%S} {outcome.result.value:<16} {outcome.thread_id}/"
+        f"{outcome.run_id}{status} attempts={outcome.cancel_attempts} polls={outcome.polls} "
+        f"{outcome.duration_s:.2f}s{error}",
+        markup=False,
+        highlight=False,
+    )
