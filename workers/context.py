@@ -16,8 +16,11 @@ from orchestrator.core.retrying import RetryPolicy
 from orchestrator.core.settings import Settings
 from orchestrator.providers import make_provider
 from orchestrator.store.client import check_redis, redis_client
+from orchestrator.store.leases import Leases, renew_every_s
 from orchestrator.store.outcomes import OutcomeStore
 from orchestrator.store.ratelimit import rate_limiter
+from workers.handover import HandOver
+from workers.heartbeat import Heartbeat
 
 if TYPE_CHECKING:
     from workers.producer import Producer
@@ -28,6 +31,8 @@ class WorkerContext:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.heartbeat: Heartbeat | None = None
+        self.hand_over = HandOver(grace_s=settings.shutdown_grace_s)
         self.redis = redis_client(settings)
         check_redis(settings)
         self.store = OutcomeStore(
@@ -57,6 +62,30 @@ class WorkerContext:
             for provider in Provider
         }
 
+    def hold_lease(self, worker_id: str) -> None:
+        """Take this process's lease now (before any message is taken) and renew it from
+        an OS thread until `end_lease`."""
+        lease_s = self.settings.worker_lease_s
+        every_s = renew_every_s(lease_s)
+        Leases(self.redis, lease_s=lease_s).renew(worker_id)
+
+        def own_client() -> Leases:
+            client = redis_client(
+                self.settings, max_connections=1, retries=0, socket_timeout_s=every_s
+            )
+            return Leases(client, lease_s=lease_s)
+
+        self.heartbeat = Heartbeat(own_client, worker_id, every_s=every_s)
+        self.heartbeat.start()
+
+    def end_lease(self) -> None:
+        """Stop renewing and end the lease: what is still held goes back at the next sweep."""
+        if self.heartbeat is None:
+            return
+        self.heartbeat.stop()
+        Leases(self.redis, lease_s=self.settings.worker_lease_s).release(self.heartbeat.worker_id)
+        self.heartbeat = None
+
     @functools.cached_property
     def producer(self) -> Producer:
         """The process's producer (for the enforcer's cancels), built on first use and
@@ -78,4 +107,10 @@ def get_context() -> WorkerContext:
             from orchestrator.core.settings import get_settings
 
             _context = WorkerContext(get_settings())
+        return _context
+
+
+def built_context() -> WorkerContext | None:
+    """The process's context if it has been built, without building it."""
+    with _lock:
         return _context

@@ -110,3 +110,13 @@ def fetching(channel_id: str) -> str:
     """List: the message one worker channel has taken from its queue but not yet recorded
     in kombu's `unacked` hash (at most one, for milliseconds; see workers/transport.py)."""
     return f"{PREFIX}:fetching:{channel_id}"
+
+
+OWNERS = f"{PREFIX}:owners"
+"""Hash: delivery tag -> the worker process holding the message (see store/leases.py),
+written in the same MULTI that records the message in kombu's `unacked` hash."""
+
+
+def lease(worker_id: str) -> str:
+    """String with a TTL: exists while worker process `worker_id` renews its lease."""
+    return f"{PREFIX}:lease:{worker_id}"
