@@ -6,9 +6,12 @@ Built once per process, on first use; the Celery task stays a thin edge over it.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING
+
+import redis
 
 from orchestrator.core.lifecycle import Lifecycle, PollPolicy
 from orchestrator.core.models import Provider
@@ -22,7 +25,10 @@ from orchestrator.store.ratelimit import rate_limiter
 from workers.handover import HandOver
 from workers.heartbeat import Heartbeat
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
+    from workers.enforcing import Enforcing
     from workers.producer import Producer
 
 
@@ -67,7 +73,10 @@ class WorkerContext:
         an OS thread until `end_lease`."""
         lease_s = self.settings.worker_lease_s
         every_s = renew_every_s(lease_s)
-        Leases(self.redis, lease_s=lease_s).renew(worker_id)
+        try:
+            Leases(self.redis, lease_s=lease_s).renew(worker_id)
+        except redis.RedisError as exc:  # not up yet: the heartbeat keeps trying
+            log.warning("could not take the worker's lease yet (%s)", type(exc).__name__)
 
         def own_client() -> Leases:
             client = redis_client(
@@ -85,6 +94,14 @@ class WorkerContext:
         self.heartbeat.stop()
         Leases(self.redis, lease_s=self.settings.worker_lease_s).release(self.heartbeat.worker_id)
         self.heartbeat = None
+
+    @functools.cached_property
+    def enforcing(self) -> Enforcing:
+        """The process's enforcement, built on its first pass and reused by every pass:
+        one provider client, one producer, the policy file read again only when changed."""
+        from workers.enforcing import Enforcing
+
+        return Enforcing(self.settings, self.redis, self.producer.cancel_many)
 
     @functools.cached_property
     def producer(self) -> Producer:

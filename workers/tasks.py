@@ -111,11 +111,7 @@ def _park_refused(task: Task[Any, Any], job: CancelJob, exc: redis.RedisError) -
 
 def enforce() -> dict[str, Any]:
     """One enforcement pass (beat sends this every RUNCTL_ENFORCE_INTERVAL_S)."""
-    from workers.enforcing import make_enforcer
-
-    context = get_context()
-    enforcer = make_enforcer(context.settings, context.redis, context.producer.cancel_many)
-    report = enforcer.run_once()
+    report = get_context().enforcing.run_once()
     log.info("enforcement pass", extra={"acted": report.acted, "looked_at": report.looked_at,
                                         "events": len(report.events)})  # fmt: skip
     return {"acted": report.acted, "looked_at": report.looked_at, "events": len(report.events)}
