@@ -120,3 +120,8 @@ written in the same MULTI that records the message in kombu's `unacked` hash."""
 def lease(worker_id: str) -> str:
     """String with a TTL: exists while worker process `worker_id` renews its lease."""
     return f"{PREFIX}:lease:{worker_id}"
+
+
+SUPERSEDED = f"{PREFIX}:superseded"
+"""Hash: job id -> the job that replaced its in-flight marker (`runctl cancel --force`).
+One small entry per forced replacement; the superseded job reads it if it ever runs."""
