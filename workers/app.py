@@ -10,6 +10,7 @@ comes back after the broker's visibility timeout, which outlasts any job's deadl
 from __future__ import annotations
 
 import ssl
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -131,10 +132,13 @@ def _build_context(sender: Any = None, **_: Any) -> None:
 @signals.worker_ready.connect
 def _start_recovery(sender: Any = None, **_: Any) -> None:
     from workers.context import get_context
-    from workers.recovery import start_sweeper
+    from workers.recovery import give_back_held, start_sweeper
 
     context = get_context()
     start_sweeper(sender.app, context.redis, context.settings)
+    worker_id = sender.app.conf.broker_transport_options.get(WORKER_ID_OPTION)
+    if worker_id:
+        context.hand_over.give_back = partial(give_back_held, sender.app, worker_id)
 
 
 @signals.worker_shutting_down.connect

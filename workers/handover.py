@@ -15,8 +15,8 @@ message comes back, and the redelivery finds the outcome and does nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from orchestrator.core.errors import JobInterrupted
@@ -34,6 +34,8 @@ class HandOver:
     def __init__(self, *, grace_s: float) -> None:
         self.grace_s = grace_s
         self._running: set[Any] = set()
+        self._interrupted: set[Any] = set()
+        self.give_back: Callable[[], int] | None = None  # every held message, at once
         self.begun = False
 
     @contextmanager
@@ -46,6 +48,11 @@ class HandOver:
             yield
         finally:
             self._running.discard(current)
+            if current in self._interrupted:
+                # The interrupt is delivered asynchronously (at the greenlet's next switch):
+                # one sent just as the job finished must land here, not in its ack.
+                self._interrupted.discard(current)
+                _absorb_pending_interrupt()
 
     def begin(self) -> None:
         """The worker was asked to stop: interrupt what still runs after the grace.
@@ -63,10 +70,30 @@ class HandOver:
         import gevent
 
         running = list(self._running)
-        for greenlet in running:
-            gevent.kill(greenlet, exception=JobInterrupted, block=False)
         log.warning("grace over: handing back %d job(s)", len(running))
+        if self.give_back is not None:
+            # All at once, before the jobs are interrupted (each interrupted job's own
+            # hand-back, a Reject, then finds its message gone and does nothing, however
+            # long the process takes to get through a thousand of them).
+            try:
+                moved = self.give_back()
+                log.warning("handed %d message(s) back to the head of the queue", moved)
+            except Exception:  # each task still hands its own back
+                log.exception("could not hand the messages back at once")
+        running = list(self._running)  # without those that finished meanwhile
+        self._interrupted.update(running)
+        for greenlet in running:
+            gevent.kill(greenlet, JobInterrupted)  # schedules the raise; never blocks
         return len(running)
+
+
+def _absorb_pending_interrupt() -> None:
+    """Yield once, so that a `JobInterrupted` already scheduled for this greenlet is raised
+    (and dropped) here. gevent runs scheduled callbacks in order: the kill comes first."""
+    import gevent
+
+    with suppress(JobInterrupted):
+        gevent.sleep(0)
 
 
 def _current_greenlet() -> Any:

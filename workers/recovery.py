@@ -62,3 +62,10 @@ def start_sweeper(app: Celery, client: redis.Redis, settings: Settings) -> threa
 
     threading.Thread(target=loop, name="runctl-restore-sweeper", daemon=True).start()
     return stop
+
+
+def give_back_held(app: Celery, worker_id: str) -> int:
+    """Put back every message this worker holds, at once (see workers/handover.py)."""
+    with app.connection_for_write() as connection:
+        channel: Any = connection.default_channel
+        return int(channel.qos.give_back_all(worker_id))

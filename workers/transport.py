@@ -129,6 +129,32 @@ class QoS(_RedisQoS):  # type: ignore[misc]
             )  # fmt: skip
         return bool(moved)
 
+    def give_back_all(self, holder: str) -> int:
+        """Put back, in one round trip, every message `holder` (this worker) still holds:
+        a worker shutting down hands its jobs over at once, not one task at a time."""
+        channel: Channel = self.channel
+        with channel.conn_or_acquire() as client:
+            owners: dict[bytes, bytes] = client.hgetall(keys.OWNERS)
+            tags = [tag for tag, owner in owners.items() if owner.decode() == holder]
+            if not tags:
+                return 0
+            records: list[bytes | None] = client.hmget(self.unacked_key, tags)
+            pipe = client.pipeline(transaction=False)
+            for tag, record in zip(tags, records, strict=True):
+                if record is None:
+                    continue
+                message, exchange, routing_key = loads(record)
+                with contextlib.suppress(KeyError, TypeError):
+                    message["headers"]["redelivered"] = True
+                    message["properties"]["delivery_info"]["redelivered"] = True
+                _RETURN_SCRIPT(
+                    keys=[keys.lease(holder), keys.OWNERS, self.unacked_key,
+                          self.unacked_index_key, *channel._lookup(exchange, routing_key)],
+                    args=[tag, holder, record, dumps(message), "mine"],
+                    client=pipe,
+                )  # fmt: skip
+            return sum(int(moved) for moved in pipe.execute())
+
     def return_lapsed(self, leases: Leases) -> int:
         """Put back every message held by a worker whose lease is gone; how many went."""
         returned = 0
