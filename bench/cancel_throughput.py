@@ -35,7 +35,6 @@ from bench.processes import (
     open_stage,
     start_workers,
     support_pids,
-    worker_env,
     worker_names,
 )
 from bench.sampling import Sampler, Usage
@@ -133,15 +132,16 @@ def run(options: Options, console: Console) -> Report:
             keep_logs=options.keep_logs,
             config=options.simulator_config(),
         )
-        targets = sim.seed(options.runs, status="in_progress")
-        deployment = worker_env(target, sim, prefix="runctl-bench")
-        workers = start_workers(
+        deployment, workers = start_workers(
             stack,
-            deployment,
+            target,
+            sim,
+            queue_prefix="runctl-bench",
             count=options.workers,
             concurrency=options.concurrency,
             log_dir=workdir,
         )
+        targets = sim.seed(options.runs, status="in_progress")
         console.print(
             f"redis {'embedded' if target.embedded else 'external'}, simulator pid "
             f"{sim.pid}, workers {[w.pid for w in workers]}, logs in {workdir}"

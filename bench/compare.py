@@ -53,7 +53,6 @@ from bench.processes import (
     open_stage,
     start_workers,
     support_pids,
-    worker_env,
 )
 from bench.sampling import Sampler, Usage
 from orchestrator.core.models import Outcome, Result
@@ -328,15 +327,15 @@ def measure_ours(
     from workers.producer import Producer  # imports Celery: only once workers are wanted
 
     with ExitStack() as stack:
-        deployment = worker_env(
-            target, sim, prefix="runctl-compare", rate_limit_rps=scenario.our_rate_limit_rps
-        )
-        workers = start_workers(
+        deployment, workers = start_workers(
             stack,
-            deployment,
+            target,
+            sim,
+            queue_prefix="runctl-compare",
             count=options.workers,
             concurrency=options.concurrency,
             log_dir=workdir,
+            rate_limit_rps=scenario.our_rate_limit_rps,
         )
         sim.reset()
         seeded = sim.seed(scenario.runs, status="in_progress")

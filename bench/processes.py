@@ -27,7 +27,6 @@ from orchestrator.devkit.stage import (
     StartFailed,
     WorkerEnv,
     open_redis,
-    open_workers,
     start_simulator,
 )
 
@@ -43,7 +42,6 @@ __all__ = [
     "start_simulator",
     "start_workers",
     "support_pids",
-    "worker_env",
     "worker_names",
 ]
 
@@ -94,13 +92,29 @@ def open_stage(
     return workdir, target, start_simulator(stack, config, log_dir=workdir)
 
 
-def worker_env(
-    target: RedisTarget, sim: SimulatorProcess, *, prefix: str, rate_limit_rps: float = 0.0
-) -> WorkerEnv:
-    """Workers on `target` and `sim`, a queue of their own, our global limit (0 = off)."""
-    return WorkerEnv(
+def worker_names(count: int) -> list[str]:
+    return [f"b{number}@bench" for number in range(1, count + 1)]
+
+
+def start_workers(
+    stack: ExitStack,
+    target: RedisTarget,
+    sim: SimulatorProcess,
+    *,
+    queue_prefix: str,
+    count: int,
+    concurrency: int,
+    log_dir: Path,
+    rate_limit_rps: float = 0.0,
+) -> tuple[WorkerEnv, list[Child]]:
+    """`count` worker processes on `target` and `sim`, on a queue of their own, with our
+    global limit (0 = off), stopped when `stack` closes; returned once each answers a
+    Celery control ping. Also what they share with a producer."""
+    from workers.queue import CeleryQueue  # imports Celery: only once workers are wanted
+
+    env = WorkerEnv(
         redis_url=target.url,
-        queue=f"{prefix}-{uuid.uuid4().hex[:8]}",
+        queue=f"{queue_prefix}-{uuid.uuid4().hex[:8]}",
         base_url=sim.base_url,
         api_key=sim.api_key,
         settings={
@@ -108,31 +122,20 @@ def worker_env(
             "RUNCTL_RATE_LIMIT_RPS": str(rate_limit_rps),
         },
     )
-
-
-def worker_names(count: int) -> list[str]:
-    return [f"b{number}@bench" for number in range(1, count + 1)]
-
-
-def start_workers(
-    stack: ExitStack, env: WorkerEnv, *, count: int, concurrency: int, log_dir: Path
-) -> list[Child]:
-    """Start `count` worker processes, then return once each answers a Celery control ping."""
-    from workers.queue import CeleryQueue  # imports Celery: only once workers are wanted
-
     pings = CeleryQueue(env.producer_settings())
     try:
-        return open_workers(
-            stack,
+        workers = stage.start_workers(
             env,
             worker_names(count),
             ready=pings.worker_answers,
             log_dir=log_dir,
+            stack=stack,
             concurrency=concurrency,
             log_level=WORKER_LOG_LEVEL,
         )
     finally:
         pings.close()
+    return env, workers
 
 
 def support_pids(sim: SimulatorProcess, target: RedisTarget) -> dict[str, int]:

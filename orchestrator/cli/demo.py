@@ -26,8 +26,8 @@ from orchestrator.devkit.stage import (
     WorkerEnv,
     new_api_key,
     open_redis,
-    open_workers,
     start_simulator,
+    start_workers,
 )
 from orchestrator.service.targets import Target
 from workers.producer import Producer
@@ -61,8 +61,8 @@ def run_demo(*, runs: int, console: Console) -> int:
             )
             producer = Producer(env.producer_settings())
             stack.callback(producer.close)
-            [worker] = open_workers(
-                stack, env, [WORKER_NAME], ready=producer.worker_answers, log_dir=workdir
+            [worker] = start_workers(
+                env, [WORKER_NAME], ready=producer.worker_answers, log_dir=workdir, stack=stack
             )
         except StartFailed as error:
             console.print(f"[red]the demo could not start[/]: {error}")

@@ -306,14 +306,17 @@ def start_workers(
     *,
     ready: ReadyProbe,
     log_dir: Path,
+    stack: ExitStack | None = None,
     concurrency: int | None = None,
     log_level: str | None = None,
     ready_timeout_s: float = READY_TIMEOUT_S,
 ) -> list[Child]:
     """Start a worker process per name (log: `log_dir/NAME.log`), all at once, and return
-    once `ready(name)` holds for each. If one dies or misses the deadline, every one
-    started here is stopped and StartFailed raised. The caller stops them (`Child.stop`,
-    or `stack.callback` for each)."""
+    once `ready(name)` holds for each, within `ready_timeout_s` in all. If one dies or
+    misses the deadline, every one started here is stopped and StartFailed raised.
+
+    With a `stack`, each is stopped when it closes; without, the caller stops them
+    (`Child.stop`, `Child.kill`), as a test that restarts workers does."""
     started = [
         spawn(
             name,
@@ -337,23 +340,7 @@ def start_workers(
         for worker in started:
             worker.stop()
         raise
+    if stack is not None:
+        for worker in started:
+            stack.callback(worker.stop)
     return started
-
-
-def open_workers(
-    stack: ExitStack,
-    env: WorkerEnv,
-    names: Iterable[str],
-    *,
-    ready: ReadyProbe,
-    log_dir: Path,
-    concurrency: int | None = None,
-    log_level: str | None = None,
-) -> list[Child]:
-    """`start_workers`, each stopped when `stack` closes."""
-    workers = start_workers(
-        env, names, ready=ready, log_dir=log_dir, concurrency=concurrency, log_level=log_level
-    )
-    for worker in workers:
-        stack.callback(worker.stop)
-    return workers
