@@ -1,10 +1,11 @@
 """The stage: a Redis, the simulator and `runctl worker` processes on this machine, for the
 demo, the benchmarks and the integration tests.
 
-Every part is registered for stopping on the caller's `ExitStack` the moment it exists
-(SIGTERM, then SIGKILL after `STOP_GRACE_S`), and is waited for by polling with a
-deadline, never by a fixed sleep; a child that dies while it is waited for raises
-`StartFailed` with the tail of its log.
+Every part is stopped when the caller's `ExitStack` closes (workers: when a stack is given;
+a test that kills and restarts workers stops them itself; a part that fails to start is
+stopped at once), with SIGTERM, then SIGKILL after `STOP_GRACE_S`. Each is waited for by
+polling with a deadline, never by a fixed sleep; a child that dies while it is waited for
+raises `StartFailed` with the tail of its log.
 
 A worker's environment is built from scratch (`base_env()` plus what `WorkerEnv` says), so
 no `RUNCTL_*` or `OPENAI_*` setting of the caller's shell reaches it.
