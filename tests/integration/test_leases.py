@@ -37,7 +37,9 @@ from tests.integration.harness import (
 from workers.producer import Producer
 from workers.transport import TRANSPORT, WORKER_ID_OPTION
 
-pytestmark = pytest.mark.integration
+# Minutes, not seconds, on a loaded machine: workers start slowly and the leases lapse in
+# real time.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 DATABASE = 14  # shared with test_worker_crash (each test empties it first)
 SETTLE_S = 6.0  # a cancel takes this long to land: the job is mid-poll for that long

@@ -27,7 +27,7 @@ from tests.integration.harness import (
 )
 from workers.producer import Producer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 DATABASE = 12
 
