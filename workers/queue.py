@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from orchestrator.core.models import CancelJob
 from orchestrator.core.settings import Settings
-from workers.app import CANCEL_TASK, make_app
+from workers.app import make_app
+from workers.envelope import CANCEL_TASK
 
 
 class CeleryQueue:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import redis
 
-from orchestrator.core.models import CancelJob, Outcome
+from orchestrator.core.models import CancelJob, Outcome, new_job_id, utc_now
 from orchestrator.core.settings import Settings
 from orchestrator.service.bulk import enqueue
 from orchestrator.service.targets import Problem, Target
@@ -85,21 +85,28 @@ class Producer:
         the others.
         """
         deadline = deadline_s or self._settings.default_deadline_s
-        build_job(thread_id="t", run_id="r", deadline_s=deadline)  # refuse a bad deadline early
         bulk_id = new_bulk_id()
+        # What every job of the bulk shares is validated once, here (a bad deadline or
+        # reason is refused before anything is queued); each target's own fields were
+        # validated by the same rules when it was read (`service.targets`).
+        shared = build_job(
+            thread_id="t", run_id="r", deadline_s=deadline, reason=reason,
+            requested_by=requested_by, bulk_id=bulk_id,
+        )  # fmt: skip
         self.bulks.create(
             bulk_id, source=source, requested_by=requested_by, rate_limit_rps=rate_limit_rps
         )
         on_start(bulk_id)
 
         def make_job(target: Target) -> CancelJob:
-            return CancelJob(
-                thread_id=target.thread_id,
-                run_id=target.run_id,
-                reason=target.reason or reason,
-                requested_by=requested_by,
-                deadline_s=deadline,
-                bulk_id=bulk_id,
+            return shared.model_copy(
+                update={
+                    "job_id": new_job_id(),
+                    "thread_id": target.thread_id,
+                    "run_id": target.run_id,
+                    "reason": target.reason or reason,
+                    "requested_at": utc_now(),
+                }
             )
 
         enqueue(
