@@ -110,3 +110,9 @@ def fetching(channel_id: str) -> str:
     """List: the message one worker channel has taken from its queue but not yet recorded
     in kombu's `unacked` hash (at most one, for milliseconds; see workers/transport.py)."""
     return f"{PREFIX}:fetching:{channel_id}"
+
+
+def settle_times(connection: str) -> str:
+    """Hash: a provider connection's settle-time histogram (`store.settling`), shared by
+    the fleet; `connection` names the provider and a digest of its base URL."""
+    return f"{PREFIX}:settle:{connection}"

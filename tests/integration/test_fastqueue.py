@@ -36,11 +36,9 @@ def _entry(client: redis.Redis, queue: str) -> dict[str, Any]:
     return parsed
 
 
-def test_fast_and_celery_messages_match_on_redis(
-    redis_url: str, redis_client: redis.Redis
-) -> None:
+def test_fast_and_celery_messages_match_on_redis(redis_url: str, redis_client: redis.Redis) -> None:
     queue = f"runctl-envelope-{uuid.uuid4().hex[:6]}"
-    settings = Settings(redis_url=redis_url, queue_name=queue)  # type: ignore[call-arg]
+    settings = Settings(redis_url=redis_url, queue_name=queue)
     job = build_job(thread_id="thread_f", run_id="run_f", deadline_s=30, bulk_id="bulk_f")
     celery_queue, fast_queue = CeleryQueue(settings), FastCeleryQueue(settings)
     try:
@@ -62,7 +60,9 @@ def test_fast_and_celery_messages_match_on_redis(
     assert ours["properties"]["delivery_info"] == theirs["properties"]["delivery_info"]
     for name in ("content-type", "content-encoding"):
         assert ours[name] == theirs[name]
-    assert json.loads(base64.b64decode(ours["body"])) == json.loads(base64.b64decode(theirs["body"]))
+    assert json.loads(base64.b64decode(ours["body"])) == json.loads(
+        base64.b64decode(theirs["body"])
+    )
 
 
 def test_a_worker_runs_a_fast_queued_job(
