@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import redis
 
-from orchestrator.core.models import CancelJob, Outcome, new_job_id, utc_now
+from orchestrator.core.models import CancelJob, Outcome, new_job_id
 from orchestrator.core.settings import Settings
 from orchestrator.service.bulk import enqueue
 from orchestrator.service.targets import Problem, Target
@@ -86,9 +86,8 @@ class Producer:
         """
         deadline = deadline_s or self._settings.default_deadline_s
         bulk_id = new_bulk_id()
-        # What every job of the bulk shares is validated once, here (a bad deadline or
-        # reason is refused before anything is queued); each target's own fields were
-        # validated by the same rules when it was read (`service.targets`).
+        # What every job of the bulk shares is checked once, here: a bad deadline or reason
+        # is refused before anything is queued.
         shared = build_job(
             thread_id="t", run_id="r", deadline_s=deadline, reason=reason,
             requested_by=requested_by, bulk_id=bulk_id,
@@ -99,14 +98,14 @@ class Producer:
         on_start(bulk_id)
 
         def make_job(target: Target) -> CancelJob:
-            return shared.model_copy(
-                update={
-                    "job_id": new_job_id(),
-                    "thread_id": target.thread_id,
-                    "run_id": target.run_id,
-                    "reason": target.reason or reason,
-                    "requested_at": utc_now(),
-                }
+            return CancelJob(
+                job_id=new_job_id(),
+                thread_id=target.thread_id,
+                run_id=target.run_id,
+                reason=target.reason or shared.reason,
+                requested_by=shared.requested_by,
+                deadline_s=shared.deadline_s,
+                bulk_id=bulk_id,
             )
 
         enqueue(
