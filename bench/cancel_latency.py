@@ -3,11 +3,12 @@
 
 A simulator whose runs settle a fixed `--settle-s` (0.5 s) after their cancel, one worker,
 and a Redis (`--redis-url`, or a private embedded one). The worker first learns the
-connection's settle times from a warm-up bulk of `--warmup` runs (as a fleet that has been
-running would have, in `--warmup-rounds` bulks of `--warmup` runs); then, `--runs` times, one run is seeded and `runctl cancel T R --wait
---json` is started in a new process, and the time its outcome line arrives on stdout is
-compared with the unix time the simulator says the run settled. The same is done with a
-worker on the cadence before issue 11 (`RUNCTL_POLL_LEARNED=false`) as the peer.
+connection's settle times from `--warmup-rounds` warm-up bulks of `--warmup` runs (as a
+fleet that has been running would have); then, `--runs` times, one run is seeded and
+`runctl cancel T R --wait --json` is started in a new process, and the time its outcome
+line arrives on stdout is compared with the unix time the simulator says the run settled.
+The same is done with a worker on the cadence before issue 11 (`RUNCTL_POLL_LEARNED=false`)
+as the peer.
 
 Issue 11's target: the outcome printed at most 0.3 s after the run settles (idle machine).
 """
