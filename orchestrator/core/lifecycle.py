@@ -54,9 +54,15 @@ class PollSchedule(Protocol):
     (`core.settling.LearnedSchedule`). Without one, `PollPolicy` alone sets the pace."""
 
     def sleep_s(
-        self, *, since_cancel_s: float, looks_done: int, hint_s: float | None
+        self,
+        *,
+        since_cancel_s: float,
+        looks_done: int,
+        hint_s: float | None,
+        unsettled_s: float = 0.0,
     ) -> float | None:
-        """The sleep before the next look (never under the hint), or None: no opinion."""
+        """The sleep before the next look (never under the hint), or None: no opinion.
+        `unsettled_s`: when the run was last seen unsettled (0: at the cancel)."""
         ...
 
     def settled(self, *, after_s: float, by_s: float) -> None:
@@ -230,7 +236,7 @@ class Lifecycle:
                 return self._look_once(job, deadline_at, state, error)
             return _failure(error, status)
         state.accept_cancel()
-        state.accepted_at = self.clock()
+        state.accepted_at = state.sent_at
         state.saw(reply.run.status)
         if self.provider.dialect.is_terminal(reply.run.status):
             return _Step(self._result_for(reply.run.status), reply.run.status, run=reply.run)
@@ -289,7 +295,7 @@ class Lifecycle:
             if self.provider.dialect.is_terminal(reply.run.status):
                 self._learn(state)
                 return _Step(self._result_for(reply.run.status), seen.status, run=reply.run)
-            state.pending_at = self.clock()
+            state.pending_at = state.sent_at
             state.looks += 1
         if last_error is not None:
             return _Step(Result.ERROR, seen.status, error=last_error.detail)
@@ -299,10 +305,12 @@ class Lifecycle:
         """The learned schedule's sleep when it has one (it knows when this delivery's
         cancel was accepted), else the policy's."""
         if self.schedule is not None and state.accepted_at is not None:
+            unsettled_at = state.pending_at if state.pending_at is not None else state.accepted_at
             learned = self.schedule.sleep_s(
                 since_cancel_s=self.clock() - state.accepted_at,
                 looks_done=state.looks,
                 hint_s=seen.hint_s,
+                unsettled_s=unsettled_at - state.accepted_at,
             )
             if learned is not None:
                 return learned
@@ -310,12 +318,16 @@ class Lifecycle:
 
     def _learn(self, state: _State) -> None:
         """Tell the schedule when the run settled: after the last look that saw it
-        unsettled (or the cancel) and by now."""
-        if self.schedule is None or state.accepted_at is None:
+        unsettled (or the cancel) and by the look that saw it settled.
+
+        Each look counts from the moment its request was sent, not when its answer was
+        read: on a busy worker the answer waits in the event loop, and learning that wait
+        as settle time would push every next look later."""
+        if self.schedule is None or state.accepted_at is None or state.sent_at is None:
             return
         after_at = state.pending_at if state.pending_at is not None else state.accepted_at
         self.schedule.settled(
-            after_s=after_at - state.accepted_at, by_s=self.clock() - state.accepted_at
+            after_s=after_at - state.accepted_at, by_s=state.sent_at - state.accepted_at
         )
 
     def _result_for(self, status: str) -> Result:
@@ -355,6 +367,7 @@ class Lifecycle:
         """
         if state.take_prepaid_turn():
             count()
+            state.sent_at = self.clock()
             return self._send(fn)
         remaining_s = max(deadline_at - self.clock(), RESERVE_FLOOR_S)
         turn = self.gate.reserve(bulk_id=job.bulk_id, max_wait_s=remaining_s)
@@ -369,6 +382,7 @@ class Lifecycle:
             )
         self._await(job, turn)
         count()  # only requests really sent are counted (and checkpointed)
+        state.sent_at = self.clock()
         return self._send(fn)
 
     def _await(self, job: CancelJob, turn: Reservation) -> None:
@@ -415,7 +429,8 @@ class _State:
         self.progress = progress
         self.status: str | None = None
         # For the learned schedule, in this delivery only (a resumed job keeps its cadence):
-        self.accepted_at: float | None = None  # when the cancel was accepted
+        self.sent_at: float | None = None  # when the last request was sent
+        self.accepted_at: float | None = None  # when the accepted cancel was sent
         self.pending_at: float | None = None  # the last look that saw the run unsettled
         self.looks = 0  # looks since the cancel was accepted
         self._checkpoint = checkpoint

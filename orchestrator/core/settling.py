@@ -129,15 +129,17 @@ def next_look_s(
     looks_done: int,
     hint_s: float | None,
     plan: LookPlan,
+    unsettled_s: float = 0.0,
 ) -> float | None:
     """How long to sleep before the next look at a run whose cancel was accepted
-    `since_cancel_s` ago and that was still unsettled at its last look (`looks_done`
-    looks so far); None when the histogram cannot say (the caller keeps its own cadence).
+    `since_cancel_s` ago and that was last known unsettled `unsettled_s` after it (0: not
+    looked at yet; `looks_done` looks so far); None when the histogram cannot say (the
+    caller keeps its own cadence).
 
     Never less than the server's hint (or `plan.min_gap_s` without one)."""
     floor_s = hint_s if hint_s is not None and hint_s > 0 else plan.min_gap_s
     share = plan.first_quantile if looks_done == 0 else plan.next_quantile
-    settled_by_s = histogram.quantile_after(share, since_cancel_s)
+    settled_by_s = histogram.quantile_after(share, unsettled_s)
     if settled_by_s is None:
         return None
     return max(floor_s, settled_by_s - since_cancel_s)
@@ -167,7 +169,12 @@ class LearnedSchedule:
         self.plan = plan or LookPlan()
 
     def sleep_s(
-        self, *, since_cancel_s: float, looks_done: int, hint_s: float | None
+        self,
+        *,
+        since_cancel_s: float,
+        looks_done: int,
+        hint_s: float | None,
+        unsettled_s: float = 0.0,
     ) -> float | None:
         if hint_s is not None and hint_s > 0:
             self._seed_s = hint_s
@@ -178,6 +185,7 @@ class LearnedSchedule:
             looks_done=looks_done,
             hint_s=hint_s,
             plan=self.plan,
+            unsettled_s=unsettled_s,
         )
 
     def settled(self, *, after_s: float, by_s: float) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator.core.lifecycle import Lifecycle, PollPolicy, Progress
 from orchestrator.core.models import CancelJob, Result
+from orchestrator.core.provider import ProviderReply
 from orchestrator.core.retrying import RetryPolicy
 from orchestrator.core.settling import (
     LearnedSchedule,
@@ -72,7 +73,12 @@ def test_the_first_look_goes_at_the_likely_settle_time() -> None:
 
 def test_never_sooner_than_the_servers_hint() -> None:
     sleep_s = next_look_s(
-        uniform(0.3, 1.5), since_cancel_s=1.45, looks_done=1, hint_s=0.25, plan=PLAN
+        uniform(0.3, 1.5),
+        since_cancel_s=1.45,
+        looks_done=1,
+        hint_s=0.25,
+        plan=PLAN,
+        unsettled_s=1.45,
     )
     assert sleep_s == 0.25  # 90 % of the rest settle by 1.5 s, but the hint says 0.25
 
@@ -85,7 +91,7 @@ def test_without_a_hint_the_plans_own_gap_is_the_floor() -> None:
 def test_an_unlearned_connection_looks_first_at_the_hint_then_keeps_its_cadence() -> None:
     schedule = LearnedSchedule(SettleHistogram.empty, lambda a, b: None, seed_s=1.0, plan=PLAN)
     assert schedule.sleep_s(since_cancel_s=0.0, looks_done=0, hint_s=None) == pytest.approx(1.0)
-    assert schedule.sleep_s(since_cancel_s=0.3, looks_done=1, hint_s=0.25) is None
+    assert schedule.sleep_s(since_cancel_s=0.3, looks_done=1, hint_s=0.25, unsettled_s=0.3) is None
     # The hint seen is the new seed: the next run's first look goes there.
     assert schedule.sleep_s(since_cancel_s=0.0, looks_done=0, hint_s=None) == pytest.approx(0.25)
 
@@ -108,9 +114,9 @@ class RecordingHistogram:
 
 
 def run_learned(
-    provider: ScriptedProvider, histogram: RecordingHistogram
+    provider: ScriptedProvider, histogram: RecordingHistogram, clock: FakeClock | None = None
 ) -> tuple[Result, FakeClock]:
-    clock = FakeClock()
+    clock = clock or FakeClock()
     lifecycle = Lifecycle(
         provider=provider,
         retry_policy=RetryPolicy(max_attempts=4, backoff_initial_s=0.5, backoff_max_s=4.0),
@@ -147,3 +153,23 @@ def test_beyond_what_was_learned_the_hint_sets_the_pace_and_the_deadline_the_las
     assert [round(s, 6) for s in clock.sleeps[:3]] == [0.45, 0.25, 0.25]
     assert sum(clock.sleeps) == pytest.approx(30.0)
     assert histogram.observed == []  # a run that never settled teaches nothing
+
+
+def test_looks_count_from_when_they_were_sent_not_when_their_answer_was_read() -> None:
+    histogram = RecordingHistogram(uniform(0.3, 1.5))
+    clock = FakeClock()
+
+    def slow(status: str) -> ProviderReply:
+        clock.now_s += 0.4  # the answer waits in a busy event loop
+        return reply(status, poll_after_s=0.25)
+
+    provider = ScriptedProvider(
+        cancels=[lambda: slow("cancelling")],
+        retrieves=[lambda: slow("cancelling"), lambda: slow("cancelled")],
+    )
+    result, clock = run_learned(provider, histogram, clock)
+    assert result is Result.CANCELLED
+    # The cancel was sent at 0; its answer read at 0.4, so the first look sleeps 0.8 to
+    # go at 1.2; it was sent at 1.2 (answer at 1.6), the next one at 1.85 (0.25 later).
+    assert [round(s, 6) for s in clock.sleeps] == [0.8, 0.25]
+    assert histogram.observed == [(1.2, 1.85)]
