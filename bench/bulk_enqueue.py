@@ -32,8 +32,8 @@ import redis
 from pydantic import SecretStr
 
 from bench.machine import describe_machine
-from bench.processes import open_redis
 from orchestrator.core.settings import Settings
+from orchestrator.devkit.stage import open_redis
 from orchestrator.service.producer import Producer
 from orchestrator.service.targets import Problem, read_targets
 

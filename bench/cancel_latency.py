@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
@@ -30,15 +29,16 @@ from typing import Any
 from rich.console import Console
 
 from bench.machine import describe_machine
-from bench.poll_schedule import TunedDeployment, one_bulk, settled_at
-from bench.processes import SimulatorProcess, new_api_key, open_stage, start_workers
+from bench.poll_schedule import one_bulk, settled_at, start_tuned_workers
+from bench.processes import SimulatorProcess, new_api_key, open_stage
 from orchestrator.devkit.simulator import SimulatorConfig
 from orchestrator.devkit.simulator.config import SettleShape
+from orchestrator.devkit.stage import RedisTarget, WorkerEnv
 
 TARGET_S = 0.3
 
 
-def cancel_and_wait(sim: SimulatorProcess, deployment: TunedDeployment) -> dict[str, float]:
+def cancel_and_wait(sim: SimulatorProcess, deployment: WorkerEnv) -> dict[str, Any]:
     [(thread_id, run_id)] = sim.seed(1, status="in_progress")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNCTL_", "OPENAI_"))}
     env.update(RUNCTL_REDIS_URL=deployment.redis_url, RUNCTL_QUEUE_NAME=deployment.queue)
@@ -62,18 +62,19 @@ def cancel_and_wait(sim: SimulatorProcess, deployment: TunedDeployment) -> dict[
     }
 
 
-def measure(mode: str, learned: bool, options: argparse.Namespace, console: Console,
-            sim: SimulatorProcess, redis_url: str, workdir: Any) -> dict[str, Any]:  # fmt: skip
+def measure(
+    mode: str,
+    learned: bool,
+    options: argparse.Namespace,
+    console: Console,
+    sim: SimulatorProcess,
+    target: RedisTarget,
+    workdir: Any,
+) -> dict[str, Any]:
     with ExitStack() as stack:
-        deployment = TunedDeployment(
-            redis_url=redis_url,
-            queue=f"runctl-latency-{uuid.uuid4().hex[:8]}",
-            base_url=sim.base_url,
-            api_key=sim.api_key,
-            concurrency=100,
-            overrides=(("RUNCTL_POLL_LEARNED", "true" if learned else "false"),),
+        deployment = start_tuned_workers(
+            stack, target, sim, learned=learned, concurrency=100, log_dir=workdir
         )
-        start_workers(stack, deployment, count=1, log_dir=workdir)
         if learned:
             for _ in range(options.warmup_rounds):
                 one_bulk(sim, deployment, options.warmup)
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         )
         for mode, learned in (("learned", True), ("fixed_cadence", False)):
-            report[mode] = measure(mode, learned, options, console, sim, target.url, workdir)
+            report[mode] = measure(mode, learned, options, console, sim, target, workdir)
     report["load_avg_at_start"] = [round(x, 2) for x in load]
     report["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["met"] = report["learned"]["settle_to_printed_p50_s"] <= TARGET_S

@@ -31,8 +31,8 @@ from typing import Any
 import redis
 
 from bench.machine import describe_machine
-from bench.processes import open_redis
 from orchestrator.core.models import Outcome, Result
+from orchestrator.devkit.stage import open_redis
 from orchestrator.store.outcomes import OutcomeStore
 
 TARGET_S = 0.3

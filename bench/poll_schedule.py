@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,9 +37,11 @@ from rich.console import Console
 
 from bench import peers
 from bench.machine import describe_machine
-from bench.processes import Deployment, SimulatorProcess, open_stage, start_workers
+from bench.processes import SimulatorProcess, new_api_key, open_stage, worker_names
+from orchestrator.devkit import stage
 from orchestrator.devkit.simulator import SimulatorConfig
 from orchestrator.devkit.simulator.config import SettleShape
+from orchestrator.devkit.stage import RedisTarget, WorkerEnv
 from orchestrator.service.targets import Problem, Target
 
 REQUESTS_TARGET = 2.3
@@ -68,14 +71,43 @@ SHAPES = [
 ]
 
 
-@dataclass(frozen=True)
-class TunedDeployment(Deployment):
-    """A deployment whose workers get extra RUNCTL_ settings."""
+def start_tuned_workers(
+    stack: ExitStack,
+    target: RedisTarget,
+    sim: SimulatorProcess,
+    *,
+    learned: bool,
+    concurrency: int,
+    log_dir: Path,
+) -> WorkerEnv:
+    """One worker on a queue of its own, with the learned schedule on or off (no limit)."""
+    from workers.queue import CeleryQueue  # imports Celery: only once workers are wanted
 
-    overrides: tuple[tuple[str, str], ...] = ()
-
-    def worker_env(self) -> dict[str, str]:
-        return {**super().worker_env(), **dict(self.overrides)}
+    env = WorkerEnv(
+        redis_url=target.url,
+        queue=f"runctl-poll-{uuid.uuid4().hex[:8]}",
+        base_url=sim.base_url,
+        api_key=sim.api_key,
+        settings={
+            "RUNCTL_LOG_LEVEL": "WARNING",
+            "RUNCTL_RATE_LIMIT_RPS": "0",
+            "RUNCTL_POLL_LEARNED": "true" if learned else "false",
+        },
+    )
+    pings = CeleryQueue(env.producer_settings())
+    try:
+        stage.start_workers(
+            env,
+            worker_names(1),
+            ready=pings.worker_answers,
+            log_dir=log_dir,
+            stack=stack,
+            concurrency=concurrency,
+            log_level="WARNING",
+        )
+    finally:
+        pings.close()
+    return env
 
 
 def settled_at(sim: SimulatorProcess) -> dict[str, float]:
@@ -91,13 +123,13 @@ def pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
 
-def one_bulk(sim: SimulatorProcess, deployment: Deployment, runs: int) -> dict[str, Any]:
+def one_bulk(sim: SimulatorProcess, env: WorkerEnv, runs: int) -> dict[str, Any]:
     """Seed `runs`, cancel them in one bulk job, follow it to the end; what it cost."""
     from workers.producer import Producer
 
     sim.reset()
     seeded = sim.seed(runs, status="in_progress")
-    producer = Producer(deployment.producer_settings())
+    producer = Producer(env.producer_settings())
     problems: list[Problem] = []
     try:
         bulk_id = producer.bulk_cancel(
@@ -148,18 +180,17 @@ def measure_shape(shape: Shape, options: argparse.Namespace, console: Console) -
                 **shape.knobs,
             ),
         )
-        for mode, learned in (("learned", "true"), ("fixed", "false")):
+        for mode, learned in (("learned", True), ("fixed", False)):
             with ExitStack() as workers_stack:
-                deployment = TunedDeployment(
-                    redis_url=target.url,
-                    queue=f"runctl-poll-{uuid.uuid4().hex[:8]}",
-                    base_url=sim.base_url,
-                    api_key=sim.api_key,
+                deployment = start_tuned_workers(
+                    workers_stack,
+                    target,
+                    sim,
+                    learned=learned,
                     concurrency=options.concurrency,
-                    overrides=(("RUNCTL_POLL_LEARNED", learned),),
+                    log_dir=workdir,
                 )
-                start_workers(workers_stack, deployment, count=1, log_dir=workdir)
-                if learned == "true":
+                if learned:
                     # Several bulks: a worker rereads the histogram every 2 s, so one big
                     # bulk would teach it one round only.
                     for _ in range(options.warmup_rounds):
@@ -179,8 +210,6 @@ def measure_shape(shape: Shape, options: argparse.Namespace, console: Console) -
 
 
 def peers_key() -> str:
-    from bench.processes import new_api_key
-
     return new_api_key()
 
 
