@@ -1,4 +1,6 @@
-"""The production `JobQueue`: Celery messages (protocol v2, JSON) on the Redis broker."""
+"""A `JobQueue` through Celery itself (`app.send_task` per job): the reference that
+`workers.fastqueue.FastCeleryQueue` (the production queue) is tested against, and the
+control ping."""
 
 from __future__ import annotations
 

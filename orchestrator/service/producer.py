@@ -4,7 +4,7 @@ producer = Producer(get_settings(), queue)
 submitted = producer.cancel("thread_abc", "run_abc", reason="stuck")
 outcome = producer.wait(submitted.job_id, timeout_s=60)
 
-It holds no Celery: jobs go to a `JobQueue` (`workers.queue.CeleryQueue` in production),
+It holds no Celery: jobs go to a `JobQueue` (`workers.fastqueue.FastCeleryQueue` in production),
 so that every door (the CLI, the tasks, an HTTP API) shares the same admission rules.
 """
 
