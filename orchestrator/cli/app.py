@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from orchestrator.cli.bulk import bulk_app, bulk_cancel
+from orchestrator.cli.notify import notify_app
 from orchestrator.cli.policy import beat, enforce, events, policy_app, track, track_thread
 from orchestrator.core.errors import ConfigurationError, InvalidInput, RunctlError
 from orchestrator.core.models import Outcome, Result
@@ -228,6 +229,7 @@ def dead_letters(
 app.command("bulk-cancel")(bulk_cancel)
 app.add_typer(bulk_app, name="bulk")
 app.add_typer(policy_app, name="policy")
+app.add_typer(notify_app, name="notify")
 app.command("track")(track)
 app.command("track-thread")(track_thread)
 app.command("enforce")(enforce)

@@ -23,16 +23,16 @@ from orchestrator.store import keys
 from orchestrator.store.keys import text
 
 # KEYS: outcome, stream, job state, inflight, bulk record, bulk outcomes, bulk elsewhere
-# rows (the last three are placeholders for a job without a bulk). ARGV: outcome json,
-# keep_s, maxlen, channel, job_id, result, has bulk (1/0), fields... (flat field/value
-# pairs for the stream entry).
+# rows (the last three are placeholders for a job without a bulk), bulk-finished stream.
+# ARGV: outcome json, keep_s, maxlen, channel, job_id, result, has bulk (1/0), bulk id,
+# fields... (flat field/value pairs for the stream entry).
 _PUBLISH = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
 redis.call('PUBLISH', ARGV[4], ARGV[1])
 redis.call('DEL', KEYS[3])
@@ -46,6 +46,14 @@ if ARGV[7] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
   redis.call('RPUSH', KEYS[6], ARGV[1])
   redis.call('EXPIRE', KEYS[6], ARGV[2])
   redis.call('EXPIRE', KEYS[7], ARGV[2])
+  -- The last outcome of a bulk job that is no longer enqueueing: it finished (once).
+  local status = redis.call('HGET', KEYS[5], 'status')
+  local done = tonumber(redis.call('HGET', KEYS[5], 'done') or '0')
+  local queued = tonumber(redis.call('HGET', KEYS[5], 'queued') or '0')
+  if status ~= 'enqueueing' and done >= queued
+      and redis.call('HSETNX', KEYS[5], 'finished', '1') == 1 then
+    redis.call('XADD', KEYS[8], 'MAXLEN', '~', 100000, '*', 'bulk_id', ARGV[8])
+  end
 end
 return 1
 """
@@ -103,6 +111,7 @@ class OutcomeStore:
             "thread_id": outcome.thread_id,
             "run_id": outcome.run_id,
             "result": outcome.result.value,
+            "provider": provider,
             "outcome": body,
         }
         flat: list[str | int] = [item for pair in entry.items() for item in pair]
@@ -116,6 +125,7 @@ class OutcomeStore:
                 _bulk_key(bulk_id),
                 keys.bulk_outcomes(bulk_id) if bulk_id else _NO_BULK,
                 keys.bulk_elsewhere(bulk_id) if bulk_id else _NO_BULK,
+                keys.BULK_FINISHED,
             ],
             args=[
                 body,
@@ -125,6 +135,7 @@ class OutcomeStore:
                 outcome.job_id,
                 outcome.result.value,
                 1 if bulk_id else 0,
+                bulk_id or "",
                 *flat,
             ],
         )
