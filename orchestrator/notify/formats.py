@@ -15,11 +15,13 @@ attempt, never stored).
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 from typing import Any
 
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from orchestrator.notify.config import EventType, Kind, Subscription
 from orchestrator.notify.events import TEST_EVENT, Action, Delivery, NotifyEvent
@@ -57,11 +59,14 @@ def sign(secret: str, msg_id: str, when: datetime, body: str) -> dict[str, str]:
 
 def check_secret(secret: str) -> str | None:
     """Why a webhook signing secret is unusable, or None (the value is never echoed)."""
+    rule = "must be a Standard Webhooks secret: whsec_ then base64 of 24 to 64 bytes"
+    encoded = secret.removeprefix("whsec_")
     try:
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         Webhook(secret)
-    except Exception:  # the library raises several kinds for a bad secret
-        return "must be a Standard Webhooks secret: whsec_ followed by base64"
-    return None
+    except (ValueError, RuntimeError, EmptyWebhookSecretError):
+        return rule
+    return None if 24 <= len(raw) <= 64 else rule
 
 
 def pagerduty_body(delivery: Delivery, routing_key: str) -> dict[str, Any]:

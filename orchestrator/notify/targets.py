@@ -56,11 +56,11 @@ def forbidden_reason(address: Address) -> str | None:
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     checks = (
+        (address.is_unspecified, "an unspecified address"),
         (address.is_loopback, "a loopback address"),
         (address.is_link_local, "a link-local address"),
-        (address.is_private, "a private address"),
         (address.is_multicast, "a multicast address"),
-        (address.is_unspecified, "an unspecified address"),
+        (address.is_private, "a private address"),
         (address.is_reserved, "a reserved address"),
         (not address.is_global, "not a public address"),
     )
