@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import redis
 from pydantic import ValidationError
 
 from orchestrator.core.errors import ConfigurationError, InvalidInput
@@ -42,6 +43,7 @@ from orchestrator.store import keys
 from orchestrator.store.bulk import BulkStore
 from orchestrator.store.client import redis_client
 from orchestrator.store.notify import FAILED_KEEP, Entry, NotifyStore, Settlement
+from orchestrator.store.outages import is_redis_outage
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,20 @@ class Notifier:
         log.info("notifier started", extra={"consumer": self._consumer,
                                             "subscriptions": len(self._subs)})  # fmt: skip
         while not stop.is_set():
-            self.step(block_ms=block_ms)
+            try:
+                self.step(block_ms=block_ms)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The streams were lost (a Redis without persistence restarted): start anew.
+                log.warning("consumer groups gone; creating them again")
+                self._store.ensure_groups()
+            except Exception as exc:
+                if not is_redis_outage(exc):
+                    raise
+                # What this step attempted and did not settle is retaken (same webhook-ids).
+                log.warning("redis away; waiting", extra={"error": type(exc).__name__})
+                stop.wait(1.0)
 
     def step(self, *, block_ms: int = 1000) -> int:
         """One round; returns how many entries and retries it handled."""
