@@ -337,3 +337,22 @@ def test_an_unsafe_target_is_refused_before_anything_is_sent(db_url: str, tmp_pa
     )  # fmt: skip
     assert sent.returncode == 1
     assert "unsafe target: 10.0.0.1: only https is allowed" in sent.stderr
+
+
+def test_a_bulk_job_finishes_once_whether_its_last_outcome_or_its_enqueueing_ends_last(
+    db: redis.Redis,
+) -> None:
+    bulks = BulkStore(db, keep_s=3600)
+    for bulk_id in ("bulk_outcomes_first", "bulk_enqueued_first"):
+        bulks.create(bulk_id, source="test", requested_by="t", rate_limit_rps=None)
+        bulks.add(bulk_id, seen=2, queued=2)
+    publish(db, 2, bulk_id="bulk_outcomes_first")
+    assert db.xlen(keys.BULK_FINISHED) == 0  # still enqueueing: more jobs may come
+    bulks.enqueued("bulk_outcomes_first")
+    bulks.enqueued("bulk_enqueued_first")
+    publish(db, 1, bulk_id="bulk_enqueued_first")
+    assert db.xlen(keys.BULK_FINISHED) == 1
+    publish(db, 1, bulk_id="bulk_enqueued_first")
+    bulks.enqueued("bulk_enqueued_first")  # a second call changes nothing
+    finished = [fields[b"bulk_id"] for _, fields in db.xrange(keys.BULK_FINISHED)]
+    assert finished == [b"bulk_outcomes_first", b"bulk_enqueued_first"]

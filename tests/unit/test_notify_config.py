@@ -3,6 +3,7 @@ policy file with notify tables still loads as policies."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,11 @@ def test_secrets_come_from_the_environment_and_are_never_echoed() -> None:
     assert secret_of(config.notify[0], env) == "whsec_c2VjcmV0"
     with pytest.raises(ConfigurationError, match="PD_ROUTING_KEY is not set"):
         secret_of(config.notify[1], env)
+
+
+def test_the_commented_notify_example_in_runctl_toml_is_valid_once_uncommented() -> None:
+    text = (Path(__file__).parents[2] / "runctl.toml").read_text()
+    uncommented = re.sub(r"(?m)^# (?=\[|[a-z_]+ =)", "", text)
+    config = load_notify(uncommented)
+    assert [s.name for s in config.notify] == ["platform-hooks", "ops-channel", "on-call"]
+    assert check_policies(uncommented) == []
