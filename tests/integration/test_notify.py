@@ -354,5 +354,6 @@ def test_a_bulk_job_finishes_once_whether_its_last_outcome_or_its_enqueueing_end
     assert db.xlen(keys.BULK_FINISHED) == 1
     publish(db, 1, bulk_id="bulk_enqueued_first")
     bulks.enqueued("bulk_enqueued_first")  # a second call changes nothing
-    finished = [fields[b"bulk_id"] for _, fields in db.xrange(keys.BULK_FINISHED)]
+    entries: Any = db.xrange(keys.BULK_FINISHED)
+    finished = [fields[b"bulk_id"] for _, fields in entries]
     assert finished == [b"bulk_outcomes_first", b"bulk_enqueued_first"]
