@@ -65,8 +65,12 @@ def attempt_delivery(
     url = subscription.target_url
     if subscription.kind is Kind.SLACK and url is None:
         url, secret = secret, None  # the variable holds the incoming-webhook URL
-    headers, body = render(subscription, delivery, secret, now)
-    return sender.post(subscription.name, url or "", headers, body)
+    try:
+        headers, body = render(subscription, delivery, secret, now)
+        return sender.post(subscription.name, url or "", headers, body)
+    except Exception as exc:  # one bad delivery must not stop the others (nor loop for ever)
+        log.exception("delivery could not be attempted", extra={"delivery_id": delivery.id})
+        return Attempt(delivered=False, error=f"internal error: {type(exc).__name__}")
 
 
 class Notifier:
