@@ -10,6 +10,7 @@ reported (a Slack URL is itself a secret); the host is.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -65,12 +66,15 @@ class Sender:
         max_response_bytes: int,
         resolve: Resolver = system_resolve,
         clock: Callable[[], float] = time.monotonic,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        """`verify`: the TLS trust (the system's by default; tests pass their own CA)."""
         self._allow_hosts = frozenset(allow_hosts)
         self._timeout_s = timeout_s
         self._max_response_bytes = max_response_bytes
         self._resolve = resolve
         self._clock = clock
+        self._verify = verify
         self._clients: dict[str, httpx.Client] = {}
         self._lock = threading.Lock()
 
@@ -118,6 +122,7 @@ class Sender:
                 client = httpx.Client(
                     timeout=httpx.Timeout(self._timeout_s), follow_redirects=False,
                     trust_env=False, limits=httpx.Limits(max_connections=64),
+                    verify=self._verify,
                 )  # fmt: skip
                 self._clients[pool] = client
             return client
