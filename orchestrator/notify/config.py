@@ -143,7 +143,9 @@ class NotifierOptions(BaseModel):
     timeout: DurationS = 10.0  # per request: connect, and the whole response
     max_response_bytes: int = Field(default=65_536, ge=1024)
     concurrency: int = Field(default=16, ge=1, le=256)  # requests in flight
-    claim_idle: DurationS = 60.0  # a crashed notifier's events are taken over after this
+    # A dead notifier's unsettled events are taken over after this; longer than a step can
+    # last (4 x concurrency entries per stream, each request at most `timeout`).
+    claim_idle: DurationS = 300.0
     lease: DurationS = 120.0  # a retry being attempted is taken over after this
 
     @field_validator("allow_hosts")

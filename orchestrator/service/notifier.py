@@ -84,8 +84,10 @@ class Notifier:
         consumer: str,
         environ: Mapping[str, str],
         clock: Callable[[], float] = time.time,
-        batch: int = 200,
+        batch: int | None = None,
     ) -> None:
+        """`batch`: entries read per stream per step (default: 4 per request in flight), so
+        that a step with slow receivers stays well inside `claim_idle`."""
         self._store = store
         self._bulks = bulks
         self._config = config
@@ -96,7 +98,7 @@ class Notifier:
         self._consumer = consumer
         self._environ = environ
         self._clock = clock
-        self._batch = batch
+        self._batch = batch or 4 * self._options.concurrency
         self._pool = ThreadPoolExecutor(self._options.concurrency, thread_name_prefix="notify")
         self._next_claim_at = 0.0
 
@@ -137,10 +139,9 @@ class Notifier:
         work = Settlement(acks=list(entries))
         deliveries = self._expand(entries, work)
         deliveries += [Delivery.model_validate_json(body) for body in due]
-        now = datetime.now(UTC)
         attempts = self._pool.map(
             lambda d: attempt_delivery(self._subs.get(d.subscription), d, self._sender,
-                                       self._environ, now),
+                                       self._environ, datetime.now(UTC)),
             deliveries,
         )  # fmt: skip
         for delivery, attempt in zip(deliveries, attempts, strict=True):
@@ -171,13 +172,13 @@ class Notifier:
                     name = ev.incident_field(delivery.subscription, event.thread_id or "",
                                              event.run_id or "")  # fmt: skip
                     incidents[name] = [*incidents.get(name, []), delivery.dedup_key]
-                    work.incidents_open[name] = incidents[name]
+                    work.incidents[name] = incidents[name]
             if event.type == EventType.RUN_OUTCOME and event.result in ev.RUN_ENDED:
                 for sub in self._pagerduty:
                     name = ev.incident_field(sub, event.thread_id or "", event.run_id or "")
-                    made += ev.resolutions(event, sub, incidents.pop(name, []))
-                    work.incidents_open.pop(name, None)
-                    work.incidents_closed.append(name)
+                    if name in incidents:
+                        made += ev.resolutions(event, sub, incidents.pop(name))
+                        work.incidents[name] = None
         return made
 
     def _touches_incidents(self, event: NotifyEvent) -> bool:

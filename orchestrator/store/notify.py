@@ -71,8 +71,8 @@ class Settlement:
     scheduled: list[tuple[str, float, str]] = field(default_factory=list)  # id, due_s, json
     delivered: list[str] = field(default_factory=list)  # ids that landed
     failed: list[tuple[str, str]] = field(default_factory=list)  # id, failed entry json
-    incidents_open: dict[str, list[str]] = field(default_factory=dict)
-    incidents_closed: list[str] = field(default_factory=list)
+    # PagerDuty incidents by run: the open dedup keys, or None once the run ended.
+    incidents: dict[str, list[str] | None] = field(default_factory=dict)
 
 
 class NotifyStore:
@@ -128,10 +128,11 @@ class NotifyStore:
         if work.failed:
             pipe.lpush(keys.NOTIFY_FAILED, *(body for _, body in work.failed))
             pipe.ltrim(keys.NOTIFY_FAILED, 0, FAILED_KEEP - 1)
-        for name, dedup_keys in work.incidents_open.items():
-            pipe.hset(keys.NOTIFY_INCIDENTS, name, json.dumps(sorted(set(dedup_keys))))
-        if work.incidents_closed:
-            pipe.hdel(keys.NOTIFY_INCIDENTS, *work.incidents_closed)
+        for name, dedup_keys in work.incidents.items():
+            if dedup_keys is None:
+                pipe.hdel(keys.NOTIFY_INCIDENTS, name)
+            else:
+                pipe.hset(keys.NOTIFY_INCIDENTS, name, json.dumps(sorted(set(dedup_keys))))
         for entry in work.acks:
             pipe.xack(entry.stream, keys.NOTIFY_GROUP, entry.entry_id)
         pipe.execute()
