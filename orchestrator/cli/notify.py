@@ -26,7 +26,10 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
-    str | None, typer.Option("--config", help="The file with [[notify]] (RUNCTL_POLICIES_FILE).")
+    str | None,
+    typer.Option(
+        "--config", help="The file with the notify tables (default RUNCTL_POLICIES_FILE)."
+    ),
 ]
 
 
@@ -56,7 +59,7 @@ def run(config: ConfigOption = None) -> None:
 
 @notify_app.command("check")
 def check(file: Annotated[Path | None, typer.Argument()] = None) -> None:
-    """Validate the [[notify]] tables; print each problem with its line and field (exit 2)."""
+    """Validate the notify tables; print each problem with its line and field (exit 2)."""
     path = file or Path(get_settings().policies_file)
     try:
         text = path.read_text(encoding="utf-8")
