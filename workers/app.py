@@ -19,7 +19,6 @@ from kombu.utils.url import parse_ssl_cert_reqs
 from orchestrator.core.settings import Settings, get_settings
 from workers.transport import TRANSPORT
 
-CANCEL_TASK = "runctl.cancel"
 ENFORCE_TASK = "runctl.enforce"
 
 

@@ -112,6 +112,12 @@ def fetching(channel_id: str) -> str:
     return f"{PREFIX}:fetching:{channel_id}"
 
 
+def settle_times(connection: str) -> str:
+    """Hash: a provider connection's settle-time histogram (`store.settling`), shared by
+    the fleet; `connection` names the provider and a digest of its base URL."""
+    return f"{PREFIX}:settle:{connection}"
+
+
 BULK_FINISHED = f"{PREFIX}:bulk-finished"
 """Stream: one entry (`bulk_id`) when a bulk job's last outcome lands (for the notifier)."""
 
