@@ -20,7 +20,6 @@ from kombu.utils.url import parse_ssl_cert_reqs
 from orchestrator.core.settings import Settings, get_settings
 from workers.transport import TRANSPORT, WORKER_ID_OPTION
 
-CANCEL_TASK = "runctl.cancel"
 ENFORCE_TASK = "runctl.enforce"
 
 

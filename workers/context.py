@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from orchestrator.core.lifecycle import Lifecycle, PollPolicy
+from orchestrator.core.lifecycle import Lifecycle, PollPolicy, PollSchedule
 from orchestrator.core.models import Provider
 from orchestrator.core.retrying import RetryPolicy
 from orchestrator.core.settings import Settings
+from orchestrator.core.settling import LearnedSchedule, LookPlan
 from orchestrator.providers import make_provider
 from orchestrator.store.client import check_redis, redis_client
 from orchestrator.store.leases import Leases, renew_every_s
 from orchestrator.store.outcomes import OutcomeStore
 from orchestrator.store.ratelimit import rate_limiter
+from orchestrator.store.settling import SettleTimes, connection_id
 from workers.handover import HandOver
 from workers.heartbeat import Heartbeat
 
@@ -64,6 +66,7 @@ class WorkerContext:
                 clock=time.time,
                 sleep=time.sleep,  # gevent patches it: a sleeping job yields its greenlet
                 gate=rate_limiter(self.redis, settings, provider),
+                schedule=self._schedule(provider),
             )
             for provider in Provider
         }
@@ -102,6 +105,25 @@ class WorkerContext:
         from workers.enforcing import Enforcing
 
         return Enforcing(self.settings, self.redis, self.producer.cancel_many)
+
+    def _schedule(self, provider: Provider) -> PollSchedule | None:
+        """The learned poll schedule of this provider's connection, if enabled."""
+        settings = self.settings
+        if not settings.poll_learned:
+            return None
+        times = SettleTimes(
+            self.redis,
+            connection_id(provider.value, settings.base_url),
+            half_life_s=settings.settle_half_life_s,
+        )
+        plan = LookPlan(
+            first_quantile=settings.poll_first_quantile,
+            next_quantile=settings.poll_next_quantile,
+            min_gap_s=settings.poll_min_gap_s,
+        )
+        return LearnedSchedule(
+            times.snapshot, times.record, seed_s=settings.poll_first_s, plan=plan
+        )
 
     @functools.cached_property
     def producer(self) -> Producer:

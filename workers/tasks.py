@@ -21,8 +21,9 @@ from orchestrator.core.models import CancelJob
 from orchestrator.service.execution import execute
 from orchestrator.store.deadletters import DeadLetters
 from orchestrator.store.outages import is_redis_outage
-from workers.app import CANCEL_TASK, ENFORCE_TASK
+from workers.app import ENFORCE_TASK
 from workers.context import get_context
+from workers.envelope import CANCEL_TASK
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,16 @@ import sys
 
 import typer
 
-from orchestrator.cli import bulk, jobs, policy, processes
+from orchestrator.cli import bulk, jobs, notify, policy, processes
 from orchestrator.cli.console import EXIT_BAD_INPUT, err
 from orchestrator.core.errors import InvalidInput, RunctlError
 
+# Plain help text (click's): typer's rich help loads markdown and traceback rendering,
+# about 0.3 s, and every command must start fast (issue 11).
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="Stop runs of Assistants-protocol agent platforms, one at a time or in bulk.",
 )
@@ -31,6 +35,7 @@ app.command("dead-letters")(jobs.dead_letters)
 app.command("bulk-cancel")(bulk.bulk_cancel)
 app.add_typer(bulk.bulk_app, name="bulk")
 app.add_typer(policy.policy_app, name="policy")
+app.add_typer(notify.notify_app, name="notify")
 app.command("track")(policy.track)
 app.command("track-thread")(policy.track_thread)
 app.command("enforce")(policy.enforce)

@@ -11,14 +11,19 @@ from typing import Annotated, Any, cast
 import typer
 
 from orchestrator.cli import console
-from orchestrator.cli.console import EXIT_BAD_INPUT, err, operator_redis, out, print_line
+from orchestrator.cli.console import (
+    EXIT_BAD_INPUT,
+    err,
+    get_settings,
+    operator_redis,
+    out,
+    print_line,
+)
 from orchestrator.core.errors import InvalidInput, RunctlError
-from orchestrator.core.policies import check_policies
-from orchestrator.core.settings import get_settings
-from orchestrator.store import keys
-from orchestrator.store.tracking import Tracker
 
-policy_app = typer.Typer(no_args_is_help=True, help="Check timeout enforcement policies.")
+policy_app = typer.Typer(
+    no_args_is_help=True, help="Check timeout enforcement policies.", rich_markup_mode=None
+)
 
 
 @policy_app.command("check")
@@ -28,6 +33,8 @@ def policy_check(file: Path) -> None:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidInput("FILE", f"cannot be read: {exc.strerror}", str(file)) from None
+    from orchestrator.core.policies import check_policies
+
     problems = check_policies(text)
     for problem in problems:
         err.print(f"{file}: {problem}", markup=False, highlight=False)
@@ -38,6 +45,8 @@ def policy_check(file: Path) -> None:
 
 def track(thread_id: str, run_id: str) -> None:
     """Have the enforcer watch a run (producers call this as they create runs)."""
+    from orchestrator.store.tracking import Tracker
+
     tracker = Tracker(operator_redis())
     added = tracker.track(thread_id, run_id, now_s=time.time())
     out.print(f"tracking {thread_id} {run_id}" + ("" if added else " (already tracked)"))
@@ -45,6 +54,8 @@ def track(thread_id: str, run_id: str) -> None:
 
 def track_thread(thread_id: str) -> None:
     """Have the enforcer list this thread's runs on every pass."""
+    from orchestrator.store.tracking import Tracker
+
     added = Tracker(operator_redis()).watch_thread(thread_id)
     out.print(f"watching thread {thread_id}" + ("" if added else " (already watched)"))
 
@@ -87,6 +98,8 @@ def events(
     count: Annotated[int, typer.Option(help="How many of the latest to show.")] = 100,
 ) -> None:
     """Enforcement actions: cancelled, reported, escalated, alerted."""
+    from orchestrator.store import keys
+
     client = operator_redis()
     entries = cast(list[Any], client.xrevrange(keys.EVENTS, count=count))[::-1]
     last_id = keys.text(entries[-1][0]) if entries else "0-0"

@@ -10,9 +10,8 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.console import err, out
+from orchestrator.cli.console import err, get_settings, out
 from orchestrator.core.errors import ConfigurationError
-from orchestrator.core.settings import get_settings
 
 
 def worker(

@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     # second, and under a rate limit every early poll costs a slot another run needed.
     poll_first_s: float = Field(default=1.0, gt=0)
     poll_max_s: float = Field(default=1.0, gt=0)  # the SDK polls every 1 s
+    # Learn each provider connection's settle times (fleet-wide, in Redis) and look when
+    # runs are likely to have settled (`core.settling`); off: the cadence above alone.
+    poll_learned: bool = True
+    # Quantiles of the settle times at which the first and each next look go: higher means
+    # fewer requests per run, and later answers.
+    poll_first_quantile: float = Field(default=0.75, gt=0, lt=1)
+    poll_next_quantile: float = Field(default=0.9, gt=0, lt=1)
+    # Between two looks when the server sends no `openai-poll-after-ms` hint.
+    poll_min_gap_s: float = Field(default=0.25, gt=0)
+    # An observed settle time counts half as much after this long.
+    settle_half_life_s: float = Field(default=300.0, gt=0)
 
     # --- the shared rate limit (all workers, all machines) ----------------------------------
     # Requests per second to the provider, across every worker; 0 turns the limit off.

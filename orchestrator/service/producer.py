@@ -4,7 +4,7 @@ producer = Producer(get_settings(), queue)
 submitted = producer.cancel("thread_abc", "run_abc", reason="stuck")
 outcome = producer.wait(submitted.job_id, timeout_s=60)
 
-It holds no Celery: jobs go to a `JobQueue` (`workers.queue.CeleryQueue` in production),
+It holds no Celery: jobs go to a `JobQueue` (`workers.fastqueue.FastCeleryQueue` in production),
 so that every door (the CLI, the tasks, an HTTP API) shares the same admission rules.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import redis
 
-from orchestrator.core.models import CancelJob, Outcome
+from orchestrator.core.models import CancelJob, Outcome, new_job_id
 from orchestrator.core.settings import Settings
 from orchestrator.service.bulk import enqueue
 from orchestrator.service.targets import Problem, Target
@@ -94,8 +94,13 @@ class Producer:
         the others.
         """
         deadline = deadline_s or self._settings.default_deadline_s
-        build_job(thread_id="t", run_id="r", deadline_s=deadline)  # refuse a bad deadline early
         bulk_id = new_bulk_id()
+        # What every job of the bulk shares is checked once, here: a bad deadline or reason
+        # is refused before anything is queued.
+        shared = build_job(
+            thread_id="t", run_id="r", deadline_s=deadline, reason=reason,
+            requested_by=requested_by, bulk_id=bulk_id,
+        )  # fmt: skip
         self.bulks.create(
             bulk_id, source=source, requested_by=requested_by, rate_limit_rps=rate_limit_rps
         )
@@ -103,11 +108,12 @@ class Producer:
 
         def make_job(target: Target) -> CancelJob:
             return CancelJob(
+                job_id=new_job_id(),
                 thread_id=target.thread_id,
                 run_id=target.run_id,
-                reason=target.reason or reason,
-                requested_by=requested_by,
-                deadline_s=deadline,
+                reason=target.reason or shared.reason,
+                requested_by=shared.requested_by,
+                deadline_s=shared.deadline_s,
                 bulk_id=bulk_id,
             )
 

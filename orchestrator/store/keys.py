@@ -125,3 +125,28 @@ def lease(worker_id: str) -> str:
 SUPERSEDED = f"{PREFIX}:superseded"
 """Hash: job id -> the job that replaced its in-flight marker (`runctl cancel --force`).
 One small entry per forced replacement; the superseded job reads it if it ever runs."""
+
+
+def settle_times(connection: str) -> str:
+    """Hash: a provider connection's settle-time histogram (`store.settling`), shared by
+    the fleet; `connection` names the provider and a digest of its base URL."""
+    return f"{PREFIX}:settle:{connection}"
+
+
+BULK_FINISHED = f"{PREFIX}:bulk-finished"
+"""Stream: one entry (`bulk_id`) when a bulk job's last outcome lands (for the notifier)."""
+
+NOTIFY_GROUP = f"{PREFIX}-notify"
+"""The notifiers' consumer group on the outcome, events, alerts and bulk-finished streams."""
+
+NOTIFY_DUE = f"{PREFIX}:notify:due"
+"""Sorted set: delivery ids waiting for their next attempt, scored by when (epoch s)."""
+
+NOTIFY_DELIVERIES = f"{PREFIX}:notify:deliveries"
+"""Hash: delivery id -> the delivery (JSON, no secret), while it waits in NOTIFY_DUE."""
+
+NOTIFY_FAILED = f"{PREFIX}:notify:failed"
+"""List: deliveries that failed for good (JSON with why), newest first, for replay."""
+
+NOTIFY_INCIDENTS = f"{PREFIX}:notify:incidents"
+"""Hash: `subscription|thread_id|run_id` -> the open PagerDuty dedup keys (JSON list)."""
