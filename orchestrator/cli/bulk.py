@@ -82,6 +82,10 @@ def bulk_cancel(
     deadline: Annotated[float | None, typer.Option(help="Seconds per job.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow it to the end.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace jobs in flight for these runs (lost ones)."),
+    ] = False,
 ) -> None:
     """Cancel many runs: from a file, or from the runs of listed threads."""
     settings = get_settings()
@@ -107,6 +111,7 @@ def bulk_cancel(
                 rate_limit_rps=rate,
                 on_start=bar.start,
                 on_batch=bar.advance,
+                force=force,
             )
         record = _record(producer, bulk_id)
         summary = (

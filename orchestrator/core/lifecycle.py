@@ -19,6 +19,7 @@ from orchestrator.core.retrying import RetryPolicy, call_with_retries, is_retrya
 RESERVE_FLOOR_S = 1.0  # the least a request may wait for its rate-limit slot
 ABORT_RECHECK_S = 0.5  # a bulk job's request that waited this long checks for an abort
 RECHECK_MIN_S = 0.05  # the shortest nap of a job waiting in line before it asks again
+SUPERSEDED = "superseded"  # error.type of a `skipped` job another job took over
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,16 @@ class Lifecycle:
     def skipped(self, job: CancelJob) -> Outcome:
         """The outcome of a job whose bulk job was aborted before it started."""
         return self._outcome(job, _Step(Result.SKIPPED), Progress(started_at=self.clock()))
+
+    def superseded(self, job: CancelJob, by_job_id: str) -> Outcome:
+        """The outcome of a job another job took over before it began (`cancel --force`
+        replaced its in-flight marker): `skipped`, with `error.type` "superseded" naming
+        the job that took over. Nothing was sent to the provider."""
+        detail = ErrorDetail(
+            type=SUPERSEDED, message=f"job {by_job_id} took over this run before this job began"
+        )
+        step = _Step(Result.SKIPPED, error=detail)
+        return self._outcome(job, step, Progress(started_at=self.clock()))
 
     def _cancel(self, job: CancelJob, deadline_at: float, state: _State) -> _Step | _Seen:
         try:

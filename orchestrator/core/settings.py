@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = Field(default=MAX_DEADLINE_S + 300.0, gt=0)
     # How often each worker looks for messages whose worker died (kombu's restore scan).
     restore_interval_s: float = Field(default=10.0, gt=0)
+    # A worker process holds a lease it renews every fifth of this; once it has missed its
+    # renewals for this long, any live worker returns the messages it held (its jobs resume
+    # from their saved progress). The visibility timeout stays as the last resort.
+    worker_lease_s: float = Field(default=15.0, ge=1.0, le=600.0)
+    # On SIGTERM a worker stops taking messages, lets jobs finish for this long, then hands
+    # the rest back to the head of the queue with their progress saved, and exits.
+    shutdown_grace_s: float = Field(default=10.0, ge=0.0, le=600.0)
     # A job that meets a Redis outage waits this long for Redis, resuming from its progress;
     # then it is handed back to the queue (or, if Redis is still away, to the restore sweep).
     redis_outage_max_s: float = Field(default=300.0, gt=0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import redis
@@ -48,15 +49,22 @@ class Producer:
         self._redis = client or redis_client(settings, max_connections=8, retries=2)
         self.bulks = BulkStore(self._redis, keep_s=settings.outcome_keep_s)
 
-    def cancel(self, thread_id: str, run_id: str, **fields: Any) -> Submitted:
-        """Queue a cancel of one run; raises InvalidInput naming the bad field, queues nothing."""
+    def cancel(
+        self, thread_id: str, run_id: str, *, force: bool = False, **fields: Any
+    ) -> Submitted:
+        """Queue a cancel of one run; raises InvalidInput naming the bad field, queues nothing.
+        `force`: replace the run's job in flight (see `cancel_many`)."""
         fields.setdefault("deadline_s", self._settings.default_deadline_s)
-        return self.cancel_many([build_job(thread_id=thread_id, run_id=run_id, **fields)])[0]
+        job = build_job(thread_id=thread_id, run_id=run_id, **fields)
+        return self.cancel_many([job], force=force)[0]
 
-    def cancel_many(self, jobs: Sequence[CancelJob]) -> list[Submitted]:
-        """Queue many jobs in a few round trips; runs already in flight keep their job."""
+    def cancel_many(self, jobs: Sequence[CancelJob], *, force: bool = False) -> list[Submitted]:
+        """Queue many jobs in a few round trips; runs already in flight keep their job,
+        unless `force`: then the new job replaces it (for a job lost before it could
+        publish), and the old one, if it ever runs, publishes `skipped` and sends nothing."""
         return submit_many(
             jobs,
+            force=force,
             client=self._redis,
             send=self.queue.send,
             inflight_ttl_s=self._settings.inflight_ttl_s,
@@ -76,6 +84,7 @@ class Producer:
         rate_limit_rps: float | None = None,
         on_start: Callable[[str], None] = lambda _: None,
         on_batch: Callable[[], None] = lambda: None,
+        force: bool = False,
     ) -> str:
         """Start a bulk job over `targets` (streamed) and return its id once all are queued.
 
@@ -113,7 +122,7 @@ class Producer:
             targets,
             store=self.bulks,
             make_job=make_job,
-            submit_many=self.cancel_many,
+            submit_many=partial(self.cancel_many, force=force),
             on_problem=on_problem,
             on_batch=on_batch,
         )
