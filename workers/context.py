@@ -11,10 +11,11 @@ import time
 from typing import TYPE_CHECKING
 
 from orchestrator.core.lifecycle import Lifecycle, PollPolicy
-from orchestrator.core.models import Provider
 from orchestrator.core.retrying import RetryPolicy
 from orchestrator.core.settings import Settings
 from orchestrator.providers import make_provider
+from orchestrator.providers.base import BuildOptions
+from orchestrator.service.connections import load_connections
 from orchestrator.store.client import check_redis, redis_client
 from orchestrator.store.outcomes import OutcomeStore
 from orchestrator.store.ratelimit import rate_limiter
@@ -43,18 +44,25 @@ class WorkerContext:
             server_delay_max_s=settings.server_delay_max_s,
         )
         poll_policy = PollPolicy(first_s=settings.poll_first_s, max_s=settings.poll_max_s)
-        self.lifecycles: dict[Provider, Lifecycle] = {
-            provider: Lifecycle(
-                provider=make_provider(
-                    provider, settings, max_connections=settings.worker_concurrency
-                ),
+        options = BuildOptions(
+            max_connections=settings.worker_concurrency,
+            read_timeout_s=settings.read_timeout_s,
+            connect_timeout_s=settings.connect_timeout_s,
+        )
+        self.connections = load_connections(settings)
+        # One client per configured connection, built now: a key that is not set stops the
+        # worker at start-up, naming the variable.
+        self.lifecycles: dict[str, Lifecycle] = {
+            name: Lifecycle(
+                provider=make_provider(connection, options),
                 retry_policy=retry_policy,
                 poll_policy=poll_policy,
                 clock=time.time,
                 sleep=time.sleep,  # gevent patches it: a sleeping job yields its greenlet
-                gate=rate_limiter(self.redis, settings, provider),
+                gate=rate_limiter(self.redis, settings, connection),
+                kind=connection.kind.value,
             )
-            for provider in Provider
+            for name, connection in self.connections.by_name.items()
         }
 
     @functools.cached_property

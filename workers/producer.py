@@ -7,6 +7,7 @@ import redis
 
 from orchestrator.core.settings import Settings
 from orchestrator.service import producer as _service
+from orchestrator.service.connections import Connections
 from workers.queue import CeleryQueue
 
 JobQueue = _service.JobQueue
@@ -17,8 +18,14 @@ class Producer(_service.Producer):
 
     queue: CeleryQueue
 
-    def __init__(self, settings: Settings, *, client: redis.Redis | None = None) -> None:
-        super().__init__(settings, CeleryQueue(settings), client=client)
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: redis.Redis | None = None,
+        connections: Connections | None = None,
+    ) -> None:
+        super().__init__(settings, CeleryQueue(settings), client=client, connections=connections)
 
     def worker_answers(self, name: str, *, timeout_s: float = 0.5) -> bool:
         """Whether the worker node `name` answers a control ping within `timeout_s`."""

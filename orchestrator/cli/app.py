@@ -11,14 +11,15 @@ import sys
 
 import typer
 
-from orchestrator.cli import bulk, jobs, policy, processes
+from orchestrator.cli import bulk, jobs, policy, processes, providers
 from orchestrator.cli.console import EXIT_BAD_INPUT, err
 from orchestrator.core.errors import InvalidInput, RunctlError
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Stop runs of Assistants-protocol agent platforms, one at a time or in bulk.",
+    help="Stop runs of LLM agent platforms (Assistants, Azure, LangGraph, Responses), one "
+    "at a time or in bulk.",
 )
 
 app.command()(processes.worker)
@@ -36,6 +37,7 @@ app.command("track-thread")(policy.track_thread)
 app.command("enforce")(policy.enforce)
 app.command("events")(policy.events)
 app.command("beat")(processes.beat)
+app.add_typer(providers.providers_app, name="providers")
 
 
 def main() -> None:

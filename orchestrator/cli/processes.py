@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.console import err, out
-from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.settings import get_settings
 
 
@@ -27,9 +26,10 @@ def worker(
     ] = None,
 ) -> None:
     """Start a worker: one process keeps many cancellations in flight (gevent pool)."""
+    from orchestrator.service.connections import check_workers_can_start, load_connections
+
     settings = get_settings()
-    if settings.api_key is None:
-        raise ConfigurationError("OPENAI_API_KEY is not set: a worker needs the provider's key")
+    check_workers_can_start(load_connections(settings), os.environ)
     slots = concurrency or settings.worker_concurrency
     # The worker sizes its HTTP pool from this setting: keep it equal to the pool's slots.
     os.environ["RUNCTL_WORKER_CONCURRENCY"] = str(slots)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from orchestrator.providers.assistants import AssistantsProvider
 from orchestrator.providers.base import (
     Dialect,
     ProviderError,
@@ -11,15 +10,17 @@ from orchestrator.providers.base import (
     RunPage,
     RunsProvider,
 )
-from orchestrator.providers.registry import make_provider
+from orchestrator.providers.registry import check_connection, check_ids, make_provider, spec_of
 
 __all__ = [
-    "AssistantsProvider",
     "Dialect",
     "ProviderError",
     "ProviderReply",
     "ProviderUnreachable",
     "RunPage",
     "RunsProvider",
+    "check_connection",
+    "check_ids",
     "make_provider",
+    "spec_of",
 ]

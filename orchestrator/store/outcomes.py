@@ -51,7 +51,8 @@ class OutcomeStore:
         body = outcome.model_dump_json()
         entry = {
             "job_id": outcome.job_id,
-            "thread_id": outcome.thread_id,
+            "provider": outcome.provider,
+            "thread_id": outcome.thread_id or "",
             "run_id": outcome.run_id,
             "result": outcome.result.value,
             "outcome": body,
