@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,8 +37,10 @@ def langgraph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LangG
 
 
 @pytest.fixture(scope="module")
-def graphs(langgraph_server: LangGraphServer) -> SyncLangGraphClient:
-    return get_sync_client(url=langgraph_server.base_url, api_key=None)
+def graphs(langgraph_server: LangGraphServer) -> Iterator[SyncLangGraphClient]:
+    client = get_sync_client(url=langgraph_server.base_url, api_key=None)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,7 @@ def test_an_id_that_is_not_a_uuid_is_refused_before_queueing(producer: Producer)
 
 
 def test_discovery_lists_a_threads_live_runs(
-    graphs: SyncLangGraphClient, producer: Producer, langgraph_server: LangGraphServer
+    graphs: SyncLangGraphClient, producer: Producer
 ) -> None:
     from orchestrator.providers import make_provider
     from orchestrator.providers.base import BuildOptions
@@ -164,4 +165,3 @@ def test_discovery_lists_a_threads_live_runs(
     for run in (first, pending):
         producer.cancel(run["thread_id"], run["run_id"], provider="graphs")
     provider.close()
-    assert Path(langgraph_server.log_path).exists()
