@@ -221,9 +221,15 @@ class LangGraphApi:
                 raise ApiError(404, f"Thread with ID {thread_id} not found")
             body = parse_object(await req.read())
             config = self.api.runtime.config
+            # Runs queue behind the thread's live run (multitask_strategy "enqueue"); here
+            # such a run stays pending until cancelled (the simulator starts it never).
+            busy = any(
+                self.state.status_of(self.state.runs[r]) in CANCELLABLE
+                for r in self.state.threads[thread_id]
+            )
             spec = RunSpec(
                 status=RunStatus.QUEUED,
-                queued_s=config.queued_s,
+                queued_s=None if busy else config.queued_s,
                 run_duration_s=_sleep_s(body, config.run_duration_s),
                 assistant_id=str(body.get("assistant_id") or "agent"),
             )
@@ -333,8 +339,7 @@ def response_object(view: RunView) -> dict[str, Any]:
         "tool_choice": "auto",
         "temperature": 1.0,
         "top_p": 1.0,
-        "usage": None,
-    }
+    }  # `usage` is optional and not nullable: left out
 
 
 class ResponsesApi:
