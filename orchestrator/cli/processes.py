@@ -71,7 +71,7 @@ def simulator(
         float | None, typer.Option(help="New runs complete after this; default never.")
     ] = None,
 ) -> None:
-    """Serve a stand-in Assistants API (runs, cancel, faults) for demos and tests."""
+    """Serve a stand-in API of every kind (runs, cancel, faults) for demos and tests."""
     from orchestrator.devkit.simulator import SimulatorConfig, serve
 
     config = SimulatorConfig(
@@ -85,7 +85,13 @@ def simulator(
         cancel_settle_max_s=cancel_settle_max_s,
         run_duration_s=run_duration_s,
     )
-    err.print(f"simulator on http://{host}:{port}/v1 (key: the --api-key value)")
+    root = f"http://{host}:{port}"
+    err.print(
+        f"simulator on {root}/v1 (openai-assistants, openai-responses), {root}/azure "
+        f"(azure-openai-assistants), {root}/foundry (azure-ai-agents), {root}/langgraph "
+        "(langgraph); key: the --api-key value",
+        markup=False,
+    )
     serve(config, host=host, port=port)
 
 
