@@ -27,6 +27,7 @@ import httpx
 
 from bench.processes import Deployment, SimulatorProcess, new_api_key, open_stage, start_workers
 from orchestrator.core.models import Result
+from orchestrator.core.settings import Settings
 from orchestrator.devkit.simulator import SimulatorConfig
 from orchestrator.service.targets import Problem, Target
 
@@ -48,6 +49,9 @@ class FleetDeployment(Deployment):
 
     def worker_env(self) -> dict[str, str]:
         return super().worker_env() | {"RUNCTL_CONFIG": self.config_path, KEY_ENV: self.api_key}
+
+    def producer_settings(self) -> Settings:
+        return super().producer_settings().model_copy(update={"config_file": self.config_path})
 
 
 def connections_toml(root: str, limits: dict[str, float]) -> str:
