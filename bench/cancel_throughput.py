@@ -15,7 +15,6 @@ import math
 import os
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -30,15 +29,16 @@ from rich.table import Table
 from bench.machine import Machine, describe_machine
 from bench.processes import (
     Child,
-    Deployment,
+    SimulatorKnobs,
     StartFailed,
-    new_api_key,
+    WorkerEnv,
     open_stage,
     start_workers,
+    support_pids,
+    worker_names,
 )
 from bench.sampling import Sampler, Usage
 from orchestrator.core.models import Outcome, Result
-from orchestrator.devkit.simulator import SimulatorConfig
 from orchestrator.store import keys
 from orchestrator.store.outcomes import read_batch, stream_tail
 
@@ -47,13 +47,8 @@ DEFAULT_CONCURRENCY = 1000  # the worker's own default (RUNCTL_WORKER_CONCURRENC
 EXIT_INTERRUPTED = 130
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Options(SimulatorKnobs):
     runs: int = 1000
-    latency_ms: float = 20.0
-    settle_min_s: float = 0.3
-    settle_max_s: float = 1.5
     workers: int = 1
     concurrency: int = DEFAULT_CONCURRENCY
     redis_url: str | None = None
@@ -135,29 +130,23 @@ def run(options: Options, console: Console) -> Report:
             prefix="runctl-bench-",
             redis_url=options.redis_url,
             keep_logs=options.keep_logs,
-            config=SimulatorConfig(
-                api_key=new_api_key(),
-                latency_ms=options.latency_ms,
-                cancel_settle_min_s=options.settle_min_s,
-                cancel_settle_max_s=options.settle_max_s,
-            ),
+            config=options.simulator_config(),
+        )
+        deployment, workers = start_workers(
+            stack,
+            target,
+            sim,
+            queue_prefix="runctl-bench",
+            count=options.workers,
+            concurrency=options.concurrency,
+            log_dir=workdir,
         )
         targets = sim.seed(options.runs, status="in_progress")
-        deployment = Deployment(
-            redis_url=target.url,
-            queue=f"runctl-bench-{uuid.uuid4().hex[:8]}",
-            base_url=sim.base_url,
-            api_key=sim.api_key,
-            concurrency=options.concurrency,
-        )
-        workers = start_workers(stack, deployment, count=options.workers, log_dir=workdir)
         console.print(
             f"redis {'embedded' if target.embedded else 'external'}, simulator pid "
-            f"{sim.child.pid}, workers {[w.pid for w in workers]}, logs in {workdir}"
+            f"{sim.pid}, workers {[w.pid for w in workers]}, logs in {workdir}"
         )
-        support = {"simulator": sim.child.pid, "bench": os.getpid()}
-        if target.pid is not None:
-            support["redis"] = target.pid
+        support = support_pids(sim, target)
         probe = redis.Redis.from_url(target.url)
         stack.callback(probe.close)
         with Sampler(
@@ -187,7 +176,7 @@ def count_inflight(client: redis.Redis) -> int:
 
 
 def cancel_all(
-    deployment: Deployment,
+    deployment: WorkerEnv,
     targets: list[tuple[str, str]],
     workers: list[Child],
     options: Options,
@@ -253,7 +242,7 @@ def build_report(
     durations = sorted(o.duration_s for o in outcomes)
     wall_s = _wall_s(outcomes)
     requests_total = int(stats["requests_total"])
-    worker_names = {f"b{n}@bench" for n in range(1, options.workers + 1)}
+    workers = set(worker_names(options.workers))
     return Report(
         runs=options.runs,
         workers=options.workers,
@@ -276,8 +265,8 @@ def build_report(
         else None,
         results=dict(Counter(o.result.value for o in outcomes).most_common()),
         peak_inflight=peak_inflight,
-        worker_usage=[u for u in usage if u.name in worker_names],
-        support_usage=[u for u in usage if u.name not in worker_names],
+        worker_usage=[u for u in usage if u.name in workers],
+        support_usage=[u for u in usage if u.name not in workers],
         machine_busy_cpu_s=machine_busy_s,
         other_cpu_s=round(max(0.0, machine_busy_s - sum(u.cpu_s for u in usage)), 2),
         load_1m_at_start=round(load_1m, 2),

@@ -28,7 +28,6 @@ import shlex
 import signal
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -47,17 +46,16 @@ from bench.cancel_throughput import Percentiles, percentile
 from bench.machine import Machine, describe_machine
 from bench.processes import (
     Child,
-    Deployment,
     RedisTarget,
+    SimulatorKnobs,
     SimulatorProcess,
     StartFailed,
-    new_api_key,
     open_stage,
     start_workers,
+    support_pids,
 )
 from bench.sampling import Sampler, Usage
 from orchestrator.core.models import Outcome, Result
-from orchestrator.devkit.simulator import SimulatorConfig
 from orchestrator.service.targets import Problem, Target
 from orchestrator.store.bulk import BulkRecord
 
@@ -108,16 +106,11 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Options(SimulatorKnobs):
     scenario: str = "both"
     runs: int | None = None  # overrides each scenario's count (for a quick try only)
     workers: int = 2
     concurrency: int = DEFAULT_CONCURRENCY
-    latency_ms: float = 20.0
-    settle_min_s: float = 0.3
-    settle_max_s: float = 1.5
     sample: int = peers.DEFAULT_SAMPLE
     peer_concurrency: int = peers.DEFAULT_CONCURRENCY
     redis_url: str | None = None
@@ -280,16 +273,10 @@ def run_scenario(scenario: Scenario, options: Options, console: Console) -> Scen
             prefix=f"runctl-compare-{scenario.name}-",
             redis_url=options.redis_url,
             keep_logs=options.keep_logs,
-            config=SimulatorConfig(
-                api_key=new_api_key(),
-                latency_ms=options.latency_ms,
-                cancel_settle_min_s=options.settle_min_s,
-                cancel_settle_max_s=options.settle_max_s,
-                rate_limit_rps=scenario.sim_rate_limit_rps,
-            ),
+            config=options.simulator_config(rate_limit_rps=scenario.sim_rate_limit_rps),
         )
         console.print(
-            f"[bold]{scenario.name}[/]: {scenario.runs} runs; simulator pid {sim.child.pid}, "
+            f"[bold]{scenario.name}[/]: {scenario.runs} runs; simulator pid {sim.pid}, "
             f"redis {'embedded' if target.embedded else 'external'}, logs in {workdir}"
         )
         ours = measure_ours(scenario, options, sim, target, workdir, console)
@@ -340,15 +327,16 @@ def measure_ours(
     from workers.producer import Producer  # imports Celery: only once workers are wanted
 
     with ExitStack() as stack:
-        deployment = Deployment(
-            redis_url=target.url,
-            queue=f"runctl-compare-{uuid.uuid4().hex[:8]}",
-            base_url=sim.base_url,
-            api_key=sim.api_key,
+        deployment, workers = start_workers(
+            stack,
+            target,
+            sim,
+            queue_prefix="runctl-compare",
+            count=options.workers,
             concurrency=options.concurrency,
+            log_dir=workdir,
             rate_limit_rps=scenario.our_rate_limit_rps,
         )
-        workers = start_workers(stack, deployment, count=options.workers, log_dir=workdir)
         sim.reset()
         seeded = sim.seed(scenario.runs, status="in_progress")
         load_1m = os.getloadavg()[0]
@@ -358,9 +346,7 @@ def measure_ours(
         )
         producer = Producer(deployment.producer_settings())
         stack.callback(producer.close)
-        support = {"simulator": sim.child.pid, "bench": os.getpid()}
-        if target.pid is not None:
-            support["redis"] = target.pid
+        support = support_pids(sim, target)
         problems: list[Problem] = []
         with Sampler({**{w.name: w.pid for w in workers}, **support}) as sampler:
             started = time.monotonic()
@@ -383,7 +369,7 @@ def measure_ours(
         if record is None:
             raise StartFailed(f"the bulk record {bulk_id} is gone")
         outcomes = list(producer.bulks.outcomes(bulk_id))
-        sim.child.check_alive()
+        sim.check_alive()
         stats = sim.stats()
     worker_names = {w.name for w in workers}
     sim_usage = next(u for u in usage if u.name == "simulator")

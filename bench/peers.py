@@ -48,9 +48,8 @@ from rich.table import Table
 
 from bench.cancel_throughput import Percentiles, percentile
 from bench.machine import Machine, describe_machine
-from bench.processes import SimulatorProcess, new_api_key, start_simulator
+from bench.processes import SimulatorKnobs, SimulatorProcess, start_simulator
 from bench.sampling import Sampler, Usage
-from orchestrator.devkit.simulator import SimulatorConfig
 from orchestrator.providers.base import TERMINAL, RunStatus
 
 SEQUENTIAL = "sequential_sdk"
@@ -444,13 +443,8 @@ def build_report(
 Runner = Callable[[str, str, list[Target]], PeerReport]  # base_url, api_key, runs
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Options(SimulatorKnobs):
     runs: int = 1000
-    latency_ms: float = 20.0
-    settle_min_s: float = 0.3
-    settle_max_s: float = 1.5
     rate_limit_rps: float | None = None
     peer: str = "both"
     sample: int = DEFAULT_SAMPLE
@@ -532,15 +526,9 @@ def run(options: Options, console: Console) -> Iterator[PeerRun]:
     with ExitStack() as stack:
         if not options.keep_logs:
             stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        config = SimulatorConfig(
-            api_key=new_api_key(),
-            latency_ms=options.latency_ms,
-            cancel_settle_min_s=options.settle_min_s,
-            cancel_settle_max_s=options.settle_max_s,
-            rate_limit_rps=options.rate_limit_rps,
-        )
+        config = options.simulator_config(rate_limit_rps=options.rate_limit_rps)
         sim = start_simulator(stack, config, log_dir=workdir)
-        console.print(f"simulator pid {sim.child.pid} on {sim.base_url}, logs in {workdir}")
+        console.print(f"simulator pid {sim.pid} on {sim.base_url}, logs in {workdir}")
         for runner in peer_runners(options):
             yield measure(runner, sim, options, console)
 
@@ -556,10 +544,10 @@ def measure(
     targets = sim.seed(options.runs, status="in_progress")
     load_1m = os.getloadavg()[0]
     console.print(f"seeded {len(targets)} runs; load average {load_1m:.2f}; running a peer")
-    with Sampler({"simulator": sim.child.pid}) as sampler:
+    with Sampler({"simulator": sim.pid}) as sampler:
         report = runner(sim.base_url, sim.api_key, targets)
         sim_usage = sampler.stop()[0]
-    sim.child.check_alive()
+    sim.check_alive()
     ours_s = sim_usage.cpu_s + report.usage.cpu_s
     return PeerRun(
         latency_ms=options.latency_ms,

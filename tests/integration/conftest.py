@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import redis
 
-from orchestrator.devkit.embedded_redis import EmbeddedRedis, is_reachable, start_embedded
+from orchestrator.devkit.stage import open_redis
 from orchestrator.store import keys
 from orchestrator.store.audit import AuditReport, audit
 from tests.integration.harness import (
@@ -32,17 +33,16 @@ DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("RUNCTL_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
-    embedded: EmbeddedRedis | None = None
-    if not is_reachable(url):
-        embedded = start_embedded(directory=tmp_path_factory.mktemp("redis"))
-        url = embedded.url
-    client = redis.Redis.from_url(url)
-    client.flushdb()  # tests own this database; start from nothing
-    client.close()
-    yield url
-    if embedded is not None:
-        embedded.stop()
+    with ExitStack() as stack:
+        target = open_redis(
+            stack,
+            url=os.environ.get("RUNCTL_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL),
+            directory=tmp_path_factory.mktemp("redis"),
+        )
+        client = redis.Redis.from_url(target.url)
+        client.flushdb()  # tests own this database; start from nothing
+        client.close()
+        yield target.url
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,16 +1,15 @@
 """Real parts for integration tests: a Redis, the simulator over HTTP, worker processes.
 
 Redis is the one at RUNCTL_TEST_REDIS_URL (default: the machine's, database 15); where none
-answers, an embedded redis-server is started. Workers are real `runctl worker` processes.
+answers, an embedded redis-server is started. Workers are real `runctl worker` processes,
+started by `orchestrator.devkit.stage` with an environment of their own. The simulator runs
+in a thread of the test process (one process less on a small machine; its admin API is the
+stage's `SimulatorAdmin`).
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,18 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
-from pydantic import SecretStr
-
 from orchestrator.core.models import Outcome
 from orchestrator.core.settings import Settings
-from orchestrator.devkit.simulator import SimulatorConfig, SimulatorHandle, start_in_thread
+from orchestrator.devkit.simulator import SimulatorConfig, start_in_thread
+from orchestrator.devkit.stage import Child, SimulatorAdmin, WorkerEnv, start_workers
 from orchestrator.store.bulk import BulkRecord
-from workers.app import make_app
+from workers.queue import CeleryQueue
 
 T = TypeVar("T")
-
-WORKER_READY_TIMEOUT_S = 60.0
 
 
 def wait_for(
@@ -47,40 +42,19 @@ def wait_for(
         time.sleep(interval_s)
 
 
-@dataclass
-class Sim:
-    """The simulator's admin API, for seeding runs and reading what it saw."""
+Sim = SimulatorAdmin
+"""A simulator's admin API, for seeding runs and reading what it saw."""
 
-    handle: SimulatorHandle
-    api_key: str
-
-    @property
-    def base_url(self) -> str:
-        return self.handle.base_url
-
-    @property
-    def admin_url(self) -> str:
-        return self.base_url.removesuffix("/v1") + "/_sim"
-
-    def seed(self, count: int = 1, **spec: Any) -> list[tuple[str, str]]:
-        body = httpx.post(f"{self.admin_url}/runs", json={"count": count, **spec}, timeout=30)
-        body.raise_for_status()
-        return [(r["thread_id"], r["run_id"]) for r in body.json()["runs"]]
-
-    def seed_one(self, **spec: Any) -> tuple[str, str]:
-        return self.seed(1, **spec)[0]
-
-    def requests(self, **filters: str) -> list[dict[str, Any]]:
-        reply = httpx.get(f"{self.admin_url}/requests", params=filters, timeout=30)
-        entries: list[dict[str, Any]] = reply.raise_for_status().json()["requests"]
-        return entries
-
-    def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = httpx.get(f"{self.admin_url}/stats", timeout=30).json()
-        return stats
-
-    def configure(self, **knobs: Any) -> None:
-        httpx.patch(f"{self.admin_url}/config", json=knobs, timeout=30).raise_for_status()
+TEST_SETTINGS = {
+    "RUNCTL_LOG_JSON": "true",
+    "RUNCTL_BACKOFF_INITIAL_S": "0.2",
+    "RUNCTL_BACKOFF_MAX_S": "1.0",
+    "RUNCTL_POLL_FIRST_S": "0.1",
+    "RUNCTL_POLL_MAX_S": "0.5",
+    "RUNCTL_DEFAULT_DEADLINE_S": "20",
+    "RUNCTL_RESTORE_INTERVAL_S": "1",
+}
+"""Short backoffs and polls, so that scenarios settle in seconds; JSON logs to scan."""
 
 
 @dataclass
@@ -93,58 +67,26 @@ class Deployment:
     base_url: str
     overrides: dict[str, str] = field(default_factory=dict)
 
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNCTL_", "OPENAI_"))}
-        env.update(
-            RUNCTL_REDIS_URL=self.redis_url,
-            RUNCTL_QUEUE_NAME=self.queue,
-            OPENAI_BASE_URL=self.base_url,
-            RUNCTL_LOG_JSON="true",
-            RUNCTL_BACKOFF_INITIAL_S="0.2",
-            RUNCTL_BACKOFF_MAX_S="1.0",
-            RUNCTL_POLL_FIRST_S="0.1",
-            RUNCTL_POLL_MAX_S="0.5",
-            RUNCTL_DEFAULT_DEADLINE_S="20",
-            RUNCTL_RESTORE_INTERVAL_S="1",
-            PYTHONUNBUFFERED="1",
+    @property
+    def worker_env(self) -> WorkerEnv:
+        return WorkerEnv(
+            redis_url=self.redis_url,
+            queue=self.queue,
+            base_url=self.base_url,
+            api_key=self.api_key,
+            settings=TEST_SETTINGS | self.overrides,
         )
-        env["OPENAI_API_KEY"] = self.api_key  # the workers' own; never queued
-        env.update(self.overrides)
-        return env
+
+    def env(self) -> dict[str, str]:
+        """A worker's (or a CLI child's) whole environment; nothing from the shell's."""
+        return self.worker_env.env()
 
     def settings(self) -> Settings:
         """The producer's view: no API key at all, as on an operator's laptop."""
-        fields = {
-            k.removeprefix("RUNCTL_").lower(): v
-            for k, v in self.env().items()
-            if k.startswith("RUNCTL_")
-        }
-        fields["redis_url"] = SecretStr(fields["redis_url"])  # type: ignore[assignment]
-        return Settings.model_validate(fields)
+        return self.worker_env.producer_settings()
 
 
-@dataclass
-class Worker:
-    process: subprocess.Popen[bytes]
-    name: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL: no goodbye, no requeue from the worker itself."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+Worker = Child
 
 
 def start_worker(deployment: Deployment, log_dir: Path, *, concurrency: int | None = 200) -> Worker:
@@ -152,32 +94,17 @@ def start_worker(deployment: Deployment, log_dir: Path, *, concurrency: int | No
 
     `concurrency=None` keeps the worker's default (RUNCTL_WORKER_CONCURRENCY).
     """
-    name = f"w{uuid.uuid4().hex[:8]}@test"
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log:
-        extra = [] if concurrency is None else ["--concurrency", str(concurrency)]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "worker", "--name", name, *extra],
-            env=deployment.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    worker = Worker(process, name, log_path)
-    app = make_app(deployment.settings())
+    pings = CeleryQueue(deployment.settings())
     try:
-
-        def answered() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{worker.log()[-3000:]}")
-            return bool(app.control.ping(destination=[name], timeout=0.5))
-
-        wait_for(answered, timeout_s=WORKER_READY_TIMEOUT_S, what=f"worker {name}")
-    except BaseException:
-        worker.stop()
-        raise
+        [worker] = start_workers(
+            deployment.worker_env,
+            [f"w{uuid.uuid4().hex[:8]}@test"],
+            ready=pings.worker_answers,
+            log_dir=log_dir,
+            concurrency=concurrency,
+        )
     finally:
-        app.close()
+        pings.close()
     return worker
 
 
@@ -193,7 +120,7 @@ def simulator(**config: Any) -> Iterator[Sim]:
     settings: dict[str, Any] = {"cancel_settle_min_s": 0.1, "cancel_settle_max_s": 0.4}
     handle = start_in_thread(SimulatorConfig(api_key=api_key, **(settings | config)))
     try:
-        yield Sim(handle, api_key)
+        yield Sim(handle.base_url, api_key)
     finally:
         handle.stop()
 
