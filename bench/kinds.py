@@ -20,14 +20,14 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.processes import Deployment, SimulatorProcess, new_api_key, open_stage, start_workers
+from bench.processes import SimulatorProcess, WorkerEnv, new_api_key, open_stage, worker_names
 from orchestrator.core.models import Result
-from orchestrator.core.settings import Settings
+from orchestrator.devkit import stage
 from orchestrator.devkit.simulator import SimulatorConfig
 from orchestrator.service.targets import Problem, Target
 
@@ -38,20 +38,7 @@ CONNECTIONS: dict[str, tuple[str, str, str, str]] = {
     "graphs": ("langgraph", "/langgraph", "uuid", "langgraph:"),
     "responses": ("openai-responses", "/v1", "response", "responses:"),
 }
-KEY_ENV = "RUNCTL_BENCH_KEY"
-
-
-@dataclass(frozen=True)
-class FleetDeployment(Deployment):
-    """The bench deployment plus the connections file and the variable holding the key."""
-
-    config_path: str = ""
-
-    def worker_env(self) -> dict[str, str]:
-        return super().worker_env() | {"RUNCTL_CONFIG": self.config_path, KEY_ENV: self.api_key}
-
-    def producer_settings(self) -> Settings:
-        return super().producer_settings().model_copy(update={"config_file": self.config_path})
+KEY_ENV = "BENCH_PROVIDER_KEY"  # every connection's key variable (the simulator's key)
 
 
 def connections_toml(root: str, limits: dict[str, float]) -> str:
@@ -91,7 +78,7 @@ def busiest_second(requests: list[dict[str, Any]], route_prefix: str, name: str)
     return best
 
 
-def bulk(deployment: Deployment, targets: list[Target], timeout_s: float) -> dict[str, Any]:
+def bulk(deployment: WorkerEnv, targets: list[Target], timeout_s: float) -> dict[str, Any]:
     from workers.producer import Producer
 
     producer = Producer(deployment.producer_settings())
@@ -126,7 +113,7 @@ def bulk(deployment: Deployment, targets: list[Target], timeout_s: float) -> dic
 
 def measure(
     sim: SimulatorProcess,
-    deployment: Deployment,
+    deployment: WorkerEnv,
     targets: list[Target],
     names: Sequence[str],
     limits: dict[str, float],
@@ -141,6 +128,20 @@ def measure(
         n: f"{busiest_second(requests, CONNECTIONS[n][3], n)}/{limits[n]:g}" for n in names
     }
     return row
+
+
+def start_fleet(
+    stack: ExitStack, env: WorkerEnv, *, count: int, concurrency: int, log_dir: Path
+) -> None:
+    from workers.queue import CeleryQueue  # imports Celery: only once workers are wanted
+
+    pings = CeleryQueue(env.producer_settings())
+    try:
+        stage.start_workers(env, worker_names(count), ready=pings.worker_answers,
+                            log_dir=log_dir, stack=stack, concurrency=concurrency,
+                            log_level="WARNING")  # fmt: skip
+    finally:
+        pings.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,13 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir, target, sim = open_stage(stack, prefix="runctl-kinds-", redis_url=args.redis_url,
                                           keep_logs=False, config=config)  # fmt: skip
         config_path = workdir / "runctl.toml"
-        config_path.write_text(connections_toml(f"http://127.0.0.1:{sim.port}", limits))
-        deployment = FleetDeployment(
+        config_path.write_text(connections_toml(sim.base_url.removesuffix("/v1"), limits))
+        deployment = WorkerEnv(
             redis_url=target.url, queue=f"runctl-kinds-{uuid.uuid4().hex[:8]}",
-            base_url=sim.base_url, api_key=sim.api_key, concurrency=args.concurrency,
-            config_path=str(config_path),
+            base_url=sim.base_url, api_key=sim.api_key,
+            settings={"RUNCTL_CONFIG": str(config_path), KEY_ENV: sim.api_key,
+                      "RUNCTL_LOG_LEVEL": "WARNING"},
         )  # fmt: skip
-        start_workers(stack, deployment, count=args.workers, log_dir=workdir)
+        start_fleet(stack, deployment, count=args.workers, concurrency=args.concurrency,
+                    log_dir=workdir)  # fmt: skip
         for name in CONNECTIONS:
             sim.reset()  # counters and the request log belong to this row only
             targets = seed(sim, name, args.runs)
