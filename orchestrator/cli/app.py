@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from orchestrator.cli import bulk, jobs, policy, processes, providers
+from orchestrator.cli import bulk, jobs, notify, policy, processes, providers
 from orchestrator.cli.console import EXIT_BAD_INPUT, err
 from orchestrator.core.errors import InvalidInput, RunctlError
 
@@ -32,6 +32,7 @@ app.command("dead-letters")(jobs.dead_letters)
 app.command("bulk-cancel")(bulk.bulk_cancel)
 app.add_typer(bulk.bulk_app, name="bulk")
 app.add_typer(policy.policy_app, name="policy")
+app.add_typer(notify.notify_app, name="notify")
 app.command("track")(policy.track)
 app.command("track-thread")(policy.track_thread)
 app.command("enforce")(policy.enforce)

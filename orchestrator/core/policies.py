@@ -115,6 +115,9 @@ class PolicySet(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rule: list[Rule] = Field(min_length=1)
+    # The notifier's tables share the file; `runctl notify check` validates them.
+    notifier: dict[str, Any] = Field(default_factory=dict)
+    notify: list[dict[str, Any]] = Field(default_factory=list)
 
     def first_match(
         self, run: Run, thread_id: str, provider: str = DEFAULT_CONNECTION

@@ -25,6 +25,8 @@ from orchestrator.store.keys import text
 STATUS_FIELD = "status"
 RATE_FIELD = "rate_limit_rps"
 DONE_FIELD = "done"
+QUEUED_FIELD = "queued"
+FINISHED_FIELD = "finished"  # set once, when the bulk-finished event is emitted
 _RESULT_PREFIX = "result:"
 
 
@@ -121,7 +123,7 @@ class BulkStore:
             for name, count in fields.items()
             if name.startswith(_RESULT_PREFIX)
         }
-        counters = ("seen", "queued", "repeated", "in_flight_elsewhere", "invalid", DONE_FIELD)
+        counters = ("seen", QUEUED_FIELD, "repeated", "in_flight_elsewhere", "invalid", DONE_FIELD)
         rate = fields.get(RATE_FIELD)
         return BulkRecord(
             bulk_id=bulk_id,
@@ -175,8 +177,8 @@ class BulkStore:
         """Enqueueing ended (all queued, or `failure`): the bulk job runs, unless it was
         aborted meanwhile (one atomic step, so an abort in between is never overwritten)."""
         self._enqueued(
-            keys=[keys.bulk(bulk_id), keys.bulk_seen(bulk_id)],
-            args=[datetime.now(UTC).isoformat(), failure[:300]],
+            keys=[keys.bulk(bulk_id), keys.bulk_seen(bulk_id), keys.BULK_FINISHED],
+            args=[datetime.now(UTC).isoformat(), failure[:300], bulk_id],
         )
 
     def status(self, bulk_id: str) -> BulkStatus | None:

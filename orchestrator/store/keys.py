@@ -111,3 +111,22 @@ def fetching(channel_id: str) -> str:
     """List: the message one worker channel has taken from its queue but not yet recorded
     in kombu's `unacked` hash (at most one, for milliseconds; see workers/transport.py)."""
     return f"{PREFIX}:fetching:{channel_id}"
+
+
+BULK_FINISHED = f"{PREFIX}:bulk-finished"
+"""Stream: one entry (`bulk_id`) when a bulk job's last outcome lands (for the notifier)."""
+
+NOTIFY_GROUP = f"{PREFIX}-notify"
+"""The notifiers' consumer group on the outcome, events, alerts and bulk-finished streams."""
+
+NOTIFY_DUE = f"{PREFIX}:notify:due"
+"""Sorted set: delivery ids waiting for their next attempt, scored by when (epoch s)."""
+
+NOTIFY_DELIVERIES = f"{PREFIX}:notify:deliveries"
+"""Hash: delivery id -> the delivery (JSON, no secret), while it waits in NOTIFY_DUE."""
+
+NOTIFY_FAILED = f"{PREFIX}:notify:failed"
+"""List: deliveries that failed for good (JSON with why), newest first, for replay."""
+
+NOTIFY_INCIDENTS = f"{PREFIX}:notify:incidents"
+"""Hash: `subscription|thread_id|run_id` -> the open PagerDuty dedup keys (JSON list)."""

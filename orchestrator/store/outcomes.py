@@ -51,10 +51,10 @@ class OutcomeStore:
         body = outcome.model_dump_json()
         entry = {
             "job_id": outcome.job_id,
-            "provider": outcome.provider,
             "thread_id": outcome.thread_id or "",
             "run_id": outcome.run_id,
             "result": outcome.result.value,
+            "provider": provider,
             "outcome": body,
         }
         flat: list[str | int] = [item for pair in entry.items() for item in pair]
@@ -68,6 +68,7 @@ class OutcomeStore:
                 _bulk_key(bulk_id),
                 keys.bulk_outcomes(bulk_id) if bulk_id else _NO_BULK,
                 keys.bulk_elsewhere(bulk_id) if bulk_id else _NO_BULK,
+                keys.BULK_FINISHED,
             ],
             args=[
                 body,
@@ -77,7 +78,12 @@ class OutcomeStore:
                 outcome.job_id,
                 bulk.result_field(outcome.result),
                 1 if bulk_id else 0,
+                bulk_id or "",
                 bulk.DONE_FIELD,
+                bulk.QUEUED_FIELD,
+                bulk.STATUS_FIELD,
+                bulk.FINISHED_FIELD,
+                bulk.BulkStatus.ENQUEUEING.value,
                 *flat,
             ],
         )

@@ -149,7 +149,7 @@ def wait_for_bulk(producer: Any, bulk_id: str, *, timeout_s: float) -> BulkRecor
     return wait_for(finished, timeout_s=timeout_s, what=f"bulk job {bulk_id}")
 
 
-TEST_DATABASES = range(7, 16)
+TEST_DATABASES = range(6, 16)
 """The Redis databases the integration tests write to: 15 for the shared deployment, the
 others for scenarios that must not share kombu's `unacked` hash or a rate-limit bucket."""
 
