@@ -2,8 +2,10 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-COPY requirements.lock ./
-RUN pip install --no-cache-dir --require-hashes -r requirements.lock
+# Runtime dependencies only (no test or lint tools), pinned with hashes; the same pins as
+# requirements.lock (tests/unit/test_runtime_lock.py checks).
+COPY requirements.runtime.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.runtime.lock
 COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator
 COPY workers ./workers

@@ -2,7 +2,7 @@
 """Bootstrap and run: needs only Python 3.11+. Installs the locked dependencies into .venv.
 
 python3 dev.py demo     the main job on embedded defaults (see README)
-python3 dev.py test     the one quality gate: lint, format check, type check, all tests
+python3 dev.py test     the one quality gate: lint, format, types, import layers, all tests
 python3 dev.py runctl   any runctl command, e.g. `python3 dev.py runctl cancel T R --wait`
 """
 
@@ -39,14 +39,17 @@ def main(argv: list[str]) -> int:
 
 
 def gate(pytest_args: list[str]) -> int:
-    """Lint, format check, type check, then every test; the first failure stops it."""
+    """Lint, format check, type check, import contracts, then every test; the first failure
+    stops it."""
     steps = [
         [str(PYTHON), "-m", "ruff", "check", "."],
         [str(PYTHON), "-m", "ruff", "format", "--check", "."],
         [str(PYTHON), "-m", "mypy"],
+        [str(BIN / "lint-imports")],  # the layers (contracts in pyproject.toml)
     ]
     for step in steps:
-        print(f"\n$ {' '.join(step[1:])}", flush=True)
+        shown = step[1:] if step[0] == str(PYTHON) else [Path(step[0]).name, *step[1:]]
+        print(f"\n$ {' '.join(shown)}", flush=True)
         if code := run(step):
             return code
     print("\n$ pytest", flush=True)

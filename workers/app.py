@@ -10,6 +10,7 @@ comes back after the broker's visibility timeout, which outlasts any job's deadl
 from __future__ import annotations
 
 import ssl
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -17,14 +18,14 @@ from celery import Celery, signals
 from kombu.utils.url import parse_ssl_cert_reqs
 
 from orchestrator.core.settings import Settings, get_settings
-from workers.transport import TRANSPORT
+from workers.transport import TRANSPORT, WORKER_ID_OPTION
 
-CANCEL_TASK = "runctl.cancel"
 ENFORCE_TASK = "runctl.enforce"
 
 
-def make_app(settings: Settings) -> Celery:
-    """The Celery app, for workers and producers alike.
+def make_app(settings: Settings, *, worker_id: str | None = None) -> Celery:
+    """The Celery app, for workers and producers alike; a worker process passes the
+    `worker_id` its lease is held under (orchestrator/store/leases.py).
 
     It has no result backend: a job's result is its outcome, published by the job itself
     (`orchestrator.store.outcomes`); storing Celery's copy too would double the writes per job and
@@ -65,6 +66,8 @@ def make_app(settings: Settings) -> Celery:
             # default is 5 minutes, during which no dead worker's job comes back). Two
             # sweeps at once are safe: each restore is a transaction on the unacked hash.
             "unacked_mutex_expire": int(max(10.0, 3 * settings.restore_interval_s)),
+            # The messages this process takes are recorded as held under this id.
+            **({WORKER_ID_OPTION: worker_id} if worker_id else {}),
         },
         task_ignore_result=True,
         enable_utc=True,
@@ -114,17 +117,45 @@ def _configure_logging(loglevel: int | str | None = None, **_: Any) -> None:
 
 
 @signals.worker_init.connect
-def _build_context(**_: Any) -> None:
+def _build_context(sender: Any = None, **_: Any) -> None:
     # Fail at start-up, not on the first job, when the provider cannot be configured.
+    # The lease is taken before the first message is, and renewed until shutdown.
     from workers.context import get_context
 
-    get_context()
+    context = get_context()
+    worker_id = sender.app.conf.broker_transport_options.get(WORKER_ID_OPTION)
+    if worker_id:
+        context.hold_lease(worker_id)
 
 
 @signals.worker_ready.connect
 def _start_recovery(sender: Any = None, **_: Any) -> None:
     from workers.context import get_context
-    from workers.recovery import start_sweeper
+    from workers.recovery import give_back_held, start_sweeper
 
     context = get_context()
-    start_sweeper(sender.app, context.redis, interval_s=context.settings.restore_interval_s)
+    start_sweeper(sender.app, context.redis, context.settings)
+    worker_id = sender.app.conf.broker_transport_options.get(WORKER_ID_OPTION)
+    if worker_id:
+        context.hand_over.give_back = partial(give_back_held, sender.app, worker_id)
+
+
+@signals.worker_shutting_down.connect
+def _hand_over(how: str = "", **_: Any) -> None:
+    # A warm shutdown (SIGTERM) waits for running jobs only for the grace; see handover.py.
+    from workers.context import built_context
+
+    context = built_context()
+    if context is not None and how == "Warm":
+        context.hand_over.begin()
+
+
+@signals.worker_shutdown.connect
+def _end_lease(**_: Any) -> None:
+    # After the pool has stopped: whatever this worker still holds goes back at the next
+    # sweep of any other worker, without waiting for the lease to lapse.
+    from workers.context import built_context
+
+    context = built_context()
+    if context is not None:
+        context.end_lease()

@@ -6,21 +6,33 @@ Built once per process, on first use; the Celery task stays a thin edge over it.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING
 
-from orchestrator.core.lifecycle import Lifecycle, PollPolicy
+import redis
+
+from orchestrator.core.connections import Connection
+from orchestrator.core.lifecycle import Lifecycle, PollPolicy, PollSchedule
 from orchestrator.core.retrying import RetryPolicy
 from orchestrator.core.settings import Settings
+from orchestrator.core.settling import LearnedSchedule, LookPlan
 from orchestrator.providers import make_provider
 from orchestrator.providers.base import BuildOptions
 from orchestrator.service.connections import load_connections
 from orchestrator.store.client import check_redis, redis_client
+from orchestrator.store.leases import Leases, renew_every_s
 from orchestrator.store.outcomes import OutcomeStore
 from orchestrator.store.ratelimit import rate_limiter
+from orchestrator.store.settling import SettleTimes, connection_id
+from workers.handover import HandOver
+from workers.heartbeat import Heartbeat
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from workers.enforcing import Enforcing
     from workers.producer import Producer
 
 
@@ -29,6 +41,8 @@ class WorkerContext:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.heartbeat: Heartbeat | None = None
+        self.hand_over = HandOver(grace_s=settings.shutdown_grace_s)
         self.redis = redis_client(settings)
         check_redis(settings)
         self.store = OutcomeStore(
@@ -61,9 +75,64 @@ class WorkerContext:
                 sleep=time.sleep,  # gevent patches it: a sleeping job yields its greenlet
                 gate=rate_limiter(self.redis, settings, connection),
                 kind=connection.kind.value,
+                schedule=self._schedule(connection),
             )
             for name, connection in self.connections.by_name.items()
         }
+
+    def hold_lease(self, worker_id: str) -> None:
+        """Take this process's lease now (before any message is taken) and renew it from
+        an OS thread until `end_lease`."""
+        lease_s = self.settings.worker_lease_s
+        every_s = renew_every_s(lease_s)
+        try:
+            Leases(self.redis, lease_s=lease_s).renew(worker_id)
+        except redis.RedisError as exc:  # not up yet: the heartbeat keeps trying
+            log.warning("could not take the worker's lease yet (%s)", type(exc).__name__)
+
+        def own_client() -> Leases:
+            client = redis_client(
+                self.settings, max_connections=1, retries=0, socket_timeout_s=every_s
+            )
+            return Leases(client, lease_s=lease_s)
+
+        self.heartbeat = Heartbeat(own_client, worker_id, every_s=every_s)
+        self.heartbeat.start()
+
+    def end_lease(self) -> None:
+        """Stop renewing and end the lease: what is still held goes back at the next sweep."""
+        if self.heartbeat is None:
+            return
+        self.heartbeat.stop()
+        Leases(self.redis, lease_s=self.settings.worker_lease_s).release(self.heartbeat.worker_id)
+        self.heartbeat = None
+
+    @functools.cached_property
+    def enforcing(self) -> Enforcing:
+        """The process's enforcement, built on its first pass and reused by every pass:
+        one provider client, one producer, the policy file read again only when changed."""
+        from workers.enforcing import Enforcing
+
+        return Enforcing(self.settings, self.redis, self.producer.cancel_many)
+
+    def _schedule(self, connection: Connection) -> PollSchedule | None:
+        """The learned poll schedule of this connection (its name and base URL), if enabled."""
+        settings = self.settings
+        if not settings.poll_learned:
+            return None
+        times = SettleTimes(
+            self.redis,
+            connection_id(connection.name, connection.base_url),
+            half_life_s=settings.settle_half_life_s,
+        )
+        plan = LookPlan(
+            first_quantile=settings.poll_first_quantile,
+            next_quantile=settings.poll_next_quantile,
+            min_gap_s=settings.poll_min_gap_s,
+        )
+        return LearnedSchedule(
+            times.snapshot, times.record, seed_s=settings.poll_first_s, plan=plan
+        )
 
     @functools.cached_property
     def producer(self) -> Producer:
@@ -86,4 +155,10 @@ def get_context() -> WorkerContext:
             from orchestrator.core.settings import get_settings
 
             _context = WorkerContext(get_settings())
+        return _context
+
+
+def built_context() -> WorkerContext | None:
+    """The process's context if it has been built, without building it."""
+    with _lock:
         return _context

@@ -1,7 +1,14 @@
-"""Building the enforcer for a process: its policies, its rate-limited lookups, its queue."""
+"""Building the enforcer for a process: its policies, its rate-limited lookups, its queue.
+
+A worker builds one provider client and limiter per connection it needs, once
+(`Enforcing`), and reuses them on every pass; the policy file is read once and again only
+when it changes (`PolicySource`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -10,9 +17,10 @@ from typing import TypeVar
 
 import redis
 
+from orchestrator.core.connections import Connection
 from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.models import CancelJob, Run
-from orchestrator.core.policies import load_policies
+from orchestrator.core.policies import PolicyError, PolicySet, load_policies
 from orchestrator.core.provider import ProviderError, RunsProvider
 from orchestrator.core.retrying import RetryPolicy
 from orchestrator.core.settings import Settings
@@ -20,31 +28,41 @@ from orchestrator.providers import make_provider
 from orchestrator.providers.base import BuildOptions
 from orchestrator.service.connections import Connections, load_connections
 from orchestrator.service.discovery import thread_runs
-from orchestrator.service.enforcer import Enforcer, EnforcerConfig
+from orchestrator.service.enforcer import Enforcer, EnforcerConfig, PassReport
 from orchestrator.store.admission import Submitted
 from orchestrator.store.ratelimit import RateLimiter, limited_call, rate_limiter
 
 T = TypeVar("T")
 LOOKUP_BUDGET_S = 30.0
+log = logging.getLogger(__name__)
 
 
 class _Clients:
     """One client and one rate limiter per connection, built when first needed (a pass
     that looks at no run of a connection needs no key for it)."""
 
-    def __init__(self, settings: Settings, client: redis.Redis, connections: Connections) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        connections: Connections,
+        *,
+        make_runs: Callable[[Connection], RunsProvider] | None = None,
+    ) -> None:
         self._settings = settings
         self._redis = client
         self._connections = connections
+        options = BuildOptions(32, settings.read_timeout_s, settings.connect_timeout_s)
+        self._make_runs = make_runs or partial(make_provider, options=options)
         self._built: dict[str, tuple[RunsProvider, RateLimiter]] = {}
 
     def get(self, name: str) -> tuple[RunsProvider, RateLimiter]:
+        """The connection's client and limiter, the same on every call (KeyError: a name
+        that is not configured)."""
         if name not in self._built:
-            connection = self._connections.by_name[name]  # KeyError: not configured
-            options = BuildOptions(32, self._settings.read_timeout_s,
-                                   self._settings.connect_timeout_s)  # fmt: skip
+            connection = self._connections.by_name[name]
             self._built[name] = (
-                make_provider(connection, options),
+                self._make_runs(connection),
                 rate_limiter(self._redis, self._settings, connection),
             )
         return self._built[name]
@@ -57,14 +75,92 @@ def make_enforcer(
     *,
     policies_file: str | None = None,
 ) -> Enforcer:
-    """The enforcer, with the policies read from `policies_file` (else the setting)."""
+    """The enforcer, with the policies read from `policies_file` (else the setting); for
+    one pass by hand (`runctl enforce`): a missing file is an error."""
     path = Path(policies_file or settings.policies_file)
     if not path.is_file():
         raise ConfigurationError(f"no policy file at {path} (RUNCTL_POLICIES_FILE or --policies)")
     policies = load_policies(path.read_text(encoding="utf-8"))
-    connections = load_connections(settings)
-    clients = _Clients(settings, client, connections)
+    clients = _Clients(settings, client, load_connections(settings))
+    return _enforcer(settings, client, submit_many, clients, policies)
 
+
+class PolicySource:
+    """A policy file, read once and again whenever its modification time or size changes.
+
+    A missing or invalid file is logged once (until it changes), not on every pass; an
+    invalid file keeps the policies last read, a missing one stops enforcement (None).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) last read, or -1s
+        self._policies: PolicySet | None = None
+
+    def current(self) -> PolicySet | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            if self._seen != (-1, -1):
+                log.warning("no policy file at %s: enforcement passes do nothing until it "
+                            "appears (RUNCTL_POLICIES_FILE)", self.path)  # fmt: skip
+                self._seen = (-1, -1)
+                self._policies = None
+            return None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._seen:
+            return self._policies
+        self._seen = stamp
+        try:
+            self._policies = load_policies(self.path.read_text(encoding="utf-8"))
+            log.info("policy file read", extra={"path": str(self.path)})
+        except (PolicyError, OSError, UnicodeDecodeError) as exc:
+            kept = "keeping the policies last read" if self._policies else "no policies yet"
+            log.error("policy file %s refused (%s); %s", self.path, exc, kept)
+        return self._policies
+
+
+class Enforcing:
+    """A worker's enforcement: per connection one provider client and limiter, and one
+    producer, for every pass."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        submit_many: Callable[[Sequence[CancelJob]], list[Submitted]],
+        *,
+        make_runs: Callable[[Connection], RunsProvider] | None = None,
+    ) -> None:
+        connections = load_connections(settings)
+        self.clients = _Clients(settings, client, connections, make_runs=make_runs)
+        self._build = partial(_enforcer, settings, client, submit_many, self.clients)
+        self.source = PolicySource(Path(settings.policies_file))
+        self._enforcer: Enforcer | None = None
+
+    def enforcer(self) -> Enforcer | None:
+        """The enforcer with the current policies, or None while there is no policy file."""
+        policies = self.source.current()
+        if policies is None:
+            return None
+        if self._enforcer is None:
+            self._enforcer = self._build(policies)
+        elif policies is not self._enforcer.policies:
+            self._enforcer = dataclasses.replace(self._enforcer, policies=policies)
+        return self._enforcer
+
+    def run_once(self) -> PassReport:
+        enforcer = self.enforcer()
+        return PassReport(acted=False) if enforcer is None else enforcer.run_once()
+
+
+def _enforcer(
+    settings: Settings,
+    client: redis.Redis,
+    submit_many: Callable[[Sequence[CancelJob]], list[Submitted]],
+    clients: _Clients,
+    policies: PolicySet,
+) -> Enforcer:
     def fetch(provider: str, thread_id: str | None, run_id: str) -> Run:
         runs, limiter = clients.get(provider)
         return _limited(limiter, lambda: _run_of(runs.retrieve(thread_id, run_id).run))

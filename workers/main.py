@@ -7,8 +7,9 @@ command line needs; everything else takes its settings explicitly.
 from __future__ import annotations
 
 from orchestrator.core.settings import get_settings
+from orchestrator.store.leases import new_worker_id
 from workers import tasks
 from workers.app import make_app
 
-app = make_app(get_settings())
+app = make_app(get_settings(), worker_id=new_worker_id())
 tasks.register(app)

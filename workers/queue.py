@@ -1,4 +1,6 @@
-"""The production `JobQueue`: Celery messages (protocol v2, JSON) on the Redis broker."""
+"""A `JobQueue` through Celery itself (`app.send_task` per job): the reference that
+`workers.fastqueue.FastCeleryQueue` (the production queue) is tested against, and the
+control ping."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ from collections.abc import Sequence
 
 from orchestrator.core.models import CancelJob
 from orchestrator.core.settings import Settings
-from workers.app import CANCEL_TASK, make_app
+from workers.app import make_app
+from workers.envelope import CANCEL_TASK
 
 
 class CeleryQueue:

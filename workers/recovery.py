@@ -1,15 +1,16 @@
 """Returning the jobs of dead workers to the queue.
 
-A message a worker has taken but not acknowledged sits in kombu's `unacked` hash; after the
-visibility timeout it may be put back on its queue. kombu only scans for such messages when
-a poll returns no event at all, which a consuming worker seldom sees (an idle fetch's own
-timeout counts as an event; only a worker whose slots are all taken polls with nothing
-outstanding), so a dead worker's jobs could wait until some worker restarts. Each worker
-therefore runs this sweep itself, on a timer. kombu's Redis mutex makes concurrent sweeps
-from many workers safe.
+Three ways a message can be stranded, and what brings each back, fastest first:
+- its worker's lease lapsed (killed, or stopped for longer than RUNCTL_WORKER_LEASE_S):
+  `QoS.return_lapsed` (workers/transport.py) puts back every message it held, checking the
+  lease in the same script that moves each one;
+- its worker died between taking it and recording it (a fetch list): `FetchReclaimer`;
+- anything else held past the visibility timeout (the last resort): kombu's own scan.
 
-The same sweep puts back messages stranded in a dead worker's fetch list
-(`workers.transport`).
+kombu runs its scan only when a poll returns no event at all, which a consuming worker
+seldom sees (an idle fetch's own timeout counts as an event), so each worker runs all three
+itself, on a timer. kombu's Redis mutex makes concurrent scans safe; the lease and fetch-list
+returns are atomic scripts.
 """
 
 from __future__ import annotations
@@ -22,31 +23,49 @@ from typing import Any
 import redis
 from celery import Celery
 
+from orchestrator.core.settings import Settings
+from orchestrator.store.leases import Leases
 from workers.transport import FetchReclaimer
 
 log = logging.getLogger(__name__)
 
 
-def sweep_once(app: Celery, reclaimer: FetchReclaimer) -> None:
-    """Put back every message whose visibility timeout has passed, and every message a dead
-    worker's fetch stranded."""
+def sweep_once(app: Celery, reclaimer: FetchReclaimer, leases: Leases) -> None:
+    """Put back every message whose holder's lease lapsed, every message a dead worker's
+    fetch stranded, and every message whose visibility timeout has passed."""
     with app.connection_for_read() as connection:
-        channel: Any = connection.default_channel  # kombu's Redis channel, typed loosely
+        channel: Any = connection.default_channel  # our transport's channel, typed loosely
+        channel.qos.return_lapsed(leases)
         channel.qos.restore_visible(num=None, interval=1)
     reclaimer.sweep(now_s=time.time())
 
 
-def start_sweeper(app: Celery, client: redis.Redis, *, interval_s: float) -> threading.Event:
-    """Sweep every `interval_s` in a daemon thread (a greenlet under gevent); set to stop."""
+def sweep_every_s(settings: Settings) -> float:
+    """Often enough that a dead worker's jobs are back within lease + a third of it."""
+    return min(settings.restore_interval_s, settings.worker_lease_s / 3)
+
+
+def start_sweeper(app: Celery, client: redis.Redis, settings: Settings) -> threading.Event:
+    """Sweep every `sweep_every_s` in a daemon thread (a greenlet under gevent: a starved
+    sweep only delays others' jobs, never loses this worker's); set the event to stop."""
     stop = threading.Event()
     reclaimer = FetchReclaimer(client)
+    leases = Leases(client, lease_s=settings.worker_lease_s)
+    interval_s = sweep_every_s(settings)
 
     def loop() -> None:
         while not stop.wait(interval_s):
             try:
-                sweep_once(app, reclaimer)
+                sweep_once(app, reclaimer, leases)
             except Exception:  # a Redis blip must not end the sweeper; next tick retries
                 log.warning("restore sweep failed; retrying next tick", exc_info=True)
 
     threading.Thread(target=loop, name="runctl-restore-sweeper", daemon=True).start()
     return stop
+
+
+def give_back_held(app: Celery, worker_id: str) -> int:
+    """Put back every message this worker holds, at once (see workers/handover.py)."""
+    with app.connection_for_write() as connection:
+        channel: Any = connection.default_channel
+        return int(channel.qos.give_back_all(worker_id))

@@ -15,13 +15,15 @@ from celery import Celery, Task
 from celery.exceptions import Reject
 from pydantic import ValidationError
 
+from orchestrator.core.errors import JobInterrupted
 from orchestrator.core.logs import job_context
 from orchestrator.core.models import CancelJob
 from orchestrator.service.execution import execute, reject
 from orchestrator.store.deadletters import DeadLetters
 from orchestrator.store.outages import is_redis_outage
-from workers.app import CANCEL_TASK, ENFORCE_TASK
+from workers.app import ENFORCE_TASK
 from workers.context import get_context
+from workers.envelope import CANCEL_TASK
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +71,18 @@ def cancel_run(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any
         return _unknown_connection(self, parsed)
     with job_context(parsed.job_id, parsed.run_id, parsed.thread_id):
         try:
-            outcome = execute(
-                parsed,
-                lifecycle=lifecycle,
-                store=context.store,
-                clock=time.time,
-                sleep=time.sleep,
-                redis_outage_max_s=context.settings.redis_outage_max_s,
-            )
+            with context.hand_over.job():
+                outcome = execute(
+                    parsed,
+                    lifecycle=lifecycle,
+                    store=context.store,
+                    clock=time.time,
+                    sleep=time.sleep,
+                    redis_outage_max_s=context.settings.redis_outage_max_s,
+                )
+        except JobInterrupted:
+            log.info("worker shutting down; handing the job back")
+            raise Reject(reason="worker shutting down", requeue=True) from None
         except redis.RedisError as exc:
             if is_redis_outage(exc):
                 _hand_back(exc)
@@ -129,11 +135,7 @@ def _park_refused(task: Task[Any, Any], job: CancelJob, exc: redis.RedisError) -
 
 def enforce() -> dict[str, Any]:
     """One enforcement pass (beat sends this every RUNCTL_ENFORCE_INTERVAL_S)."""
-    from workers.enforcing import make_enforcer
-
-    context = get_context()
-    enforcer = make_enforcer(context.settings, context.redis, context.producer.cancel_many)
-    report = enforcer.run_once()
+    report = get_context().enforcing.run_once()
     log.info("enforcement pass", extra={"acted": report.acted, "looked_at": report.looked_at,
                                         "events": len(report.events)})  # fmt: skip
     return {"acted": report.acted, "looked_at": report.looked_at, "events": len(report.events)}

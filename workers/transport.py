@@ -20,6 +20,7 @@ channel consuming several queues falls back to kombu's BRPOP. Needs Redis 6.2 or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -33,6 +34,7 @@ from kombu.utils.json import dumps, loads
 
 from orchestrator.store import keys, scripts
 from orchestrator.store.deadletters import DeadLetters
+from orchestrator.store.leases import Leases
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,11 @@ TRANSPORT = "workers.transport:Transport"  # the name Celery's `broker_transport
 REGISTER_EVERY_S = 30.0  # how often a live channel says its fetch list is still in use
 FORGET_AFTER_S = 600.0  # an empty fetch list unannounced this long belongs to no one
 REFUSED_PAUSE_S = 1.0  # after Redis refuses a fetch (full memory), before the next
+WORKER_ID_OPTION = "runctl_worker_id"  # transport option: the consuming process's lease id
+
+# Registered on no client: each call names the connection it runs on.
+_ACK_SCRIPT = scripts.unbound("lease_ack")
+_RETURN_SCRIPT = scripts.unbound("lease_return")
 
 
 # kombu's stubs (celery-types) omit the private parts overridden here: typed loosely.
@@ -50,18 +57,114 @@ _RedisTransport: Any = kombu_redis.Transport
 
 class QoS(_RedisQoS):  # type: ignore[misc]
     def append(self, message: Any, delivery_tag: str) -> None:
-        """Record the message in `unacked` and take it off the fetch list in one MULTI."""
+        """Record the message in `unacked`, as held by this worker, and take it off the
+        fetch list, in one MULTI."""
         channel: Channel = self.channel
         delivery = message.delivery_info
         record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
         with self.pipe_or_acquire() as pipe:
             pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()})
             pipe.hset(self.unacked_key, delivery_tag, record)
+            if channel.worker_id is not None:
+                pipe.hset(keys.OWNERS, delivery_tag, channel.worker_id)
             if channel.fetched is not None:
                 pipe.lrem(channel.fetch_key, 1, channel.fetched)
             pipe.execute()
         channel.fetched = None  # in `unacked` now, and off the fetch list
         virtual.QoS.append(self, message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        """Forget the message, unless another worker holds it now: this worker's lease
+        lapsed (it was stopped or starved), the message went back and was taken again under
+        the same tag, and this late ack must not erase the new holder's record."""
+        channel: Channel = self.channel
+        if channel.worker_id is None:
+            super().ack(delivery_tag)
+            return
+        with channel.conn_or_acquire() as client:
+            _ACK_SCRIPT(
+                keys=[keys.OWNERS, self.unacked_key, self.unacked_index_key],
+                args=[delivery_tag, channel.worker_id],
+                client=client,
+            )
+        virtual.QoS.ack(self, delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """Drop the message, or (requeue) hand it back to the head of its queue if this
+        worker still holds it: a job handed back resumes before the jobs queued after it."""
+        channel: Channel = self.channel
+        if channel.worker_id is None:
+            super().reject(delivery_tag, requeue=requeue)
+            return
+        if requeue:
+            self.give_back(delivery_tag, holder=channel.worker_id, lapsed_only=False)
+            virtual.QoS.ack(self, delivery_tag)
+        else:
+            self.ack(delivery_tag)
+
+    def give_back(self, delivery_tag: str, *, holder: str, lapsed_only: bool) -> bool:
+        """Put a held message back at the head of its queue; True if it went back.
+
+        `lapsed_only`: only if `holder`'s lease is gone and it still holds the message,
+        checked in the same script that moves it (a sweep). Otherwise: unless another
+        worker holds it (the holder itself, handing back)."""
+        channel: Channel = self.channel
+        with channel.conn_or_acquire() as client:
+            record: bytes | None = client.hget(self.unacked_key, delivery_tag)
+            queues: list[str] = []
+            payload = ""
+            if record is not None:
+                message, exchange, routing_key = loads(record)
+                with contextlib.suppress(KeyError, TypeError):
+                    message["headers"]["redelivered"] = True
+                    message["properties"]["delivery_info"]["redelivered"] = True
+                queues = list(channel._lookup(exchange, routing_key))
+                payload = dumps(message)
+            moved = _RETURN_SCRIPT(
+                keys=[keys.lease(holder), keys.OWNERS, self.unacked_key,
+                      self.unacked_index_key, *queues],
+                args=[delivery_tag, holder, record or "", payload,
+                      "lapsed" if lapsed_only else "mine"],
+                client=client,
+            )  # fmt: skip
+        return bool(moved)
+
+    def give_back_all(self, holder: str) -> int:
+        """Put back, in one round trip, every message `holder` (this worker) still holds:
+        a worker shutting down hands its jobs over at once, not one task at a time."""
+        channel: Channel = self.channel
+        with channel.conn_or_acquire() as client:
+            owners: dict[bytes, bytes] = client.hgetall(keys.OWNERS)
+            tags = [tag for tag, owner in owners.items() if owner.decode() == holder]
+            if not tags:
+                return 0
+            records: list[bytes | None] = client.hmget(self.unacked_key, tags)
+            pipe = client.pipeline(transaction=False)
+            for tag, record in zip(tags, records, strict=True):
+                if record is None:
+                    continue
+                message, exchange, routing_key = loads(record)
+                with contextlib.suppress(KeyError, TypeError):
+                    message["headers"]["redelivered"] = True
+                    message["properties"]["delivery_info"]["redelivered"] = True
+                _RETURN_SCRIPT(
+                    keys=[keys.lease(holder), keys.OWNERS, self.unacked_key,
+                          self.unacked_index_key, *channel._lookup(exchange, routing_key)],
+                    args=[tag, holder, record, dumps(message), "mine"],
+                    client=pipe,
+                )  # fmt: skip
+            return sum(int(moved) for moved in pipe.execute())
+
+    def return_lapsed(self, leases: Leases) -> int:
+        """Put back every message held by a worker whose lease is gone; how many went."""
+        returned = 0
+        for holder, tags in leases.lapsed_holdings().items():
+            moved = sum(self.give_back(tag, holder=holder, lapsed_only=True) for tag in tags)
+            if moved:
+                log.warning("returned %d message(s) held by %s, whose lease lapsed",
+                            moved, holder)  # fmt: skip
+            returned += moved
+        return returned
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
         """kombu's sweep, run from the consumer's poll: a Redis that refuses its mutex (full
@@ -80,6 +183,8 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         if self.global_keyprefix:
             raise ValueError("workers.transport does not support global_keyprefix")
         self.fetch_key = keys.fetching(uuid.uuid4().hex)
+        options = self.connection.client.transport_options
+        self.worker_id: str | None = options.get(WORKER_ID_OPTION)  # None: a producer
         self.fetched: bytes | None = None  # taken by BLMOVE, not yet in `unacked`
         self._fetch_queue: str | None = None
         self._registered_at = float("-inf")

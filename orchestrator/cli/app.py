@@ -15,8 +15,12 @@ from orchestrator.cli import bulk, jobs, notify, policy, processes, providers
 from orchestrator.cli.console import EXIT_BAD_INPUT, err
 from orchestrator.core.errors import InvalidInput, RunctlError
 
+# Plain help text (click's): typer's rich help loads markdown and traceback rendering,
+# about 0.3 s, and every command must start fast (issue 11).
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="Stop runs of LLM agent platforms (Assistants, Azure, LangGraph, Responses), one "
     "at a time or in bulk.",

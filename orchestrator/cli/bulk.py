@@ -12,16 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from orchestrator.cli import console
 from orchestrator.cli.console import (
@@ -29,6 +19,7 @@ from orchestrator.cli.console import (
     EXIT_FAILED,
     EXIT_TIMED_OUT,
     err,
+    get_settings,
     out,
     print_line,
     who,
@@ -37,23 +28,28 @@ from orchestrator.core.connections import Connection
 from orchestrator.core.durations import parse_duration_s
 from orchestrator.core.errors import InvalidInput, RunctlError
 from orchestrator.core.models import Result
-from orchestrator.core.settings import Settings, get_settings
-from orchestrator.providers.base import RunPage
-from orchestrator.providers.registry import spec_of
-from orchestrator.service.discovery import discover
 from orchestrator.service.targets import (
     Problem,
     Target,
     read_targets,
     read_thread_ids,
 )
-from orchestrator.store.bulk import BulkRecord, BulkStatus
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from orchestrator.core.settings import Settings
+    from orchestrator.providers.base import RunPage
+    from orchestrator.store.bulk import BulkRecord
     from workers.producer import Producer
 
+# Only what `--help` needs is imported above: Redis, rich's progress and the discovery are
+# loaded by the commands that use them, so that every command starts fast.
 IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"  # a report row's result for a run not queued again
-bulk_app = typer.Typer(no_args_is_help=True, help="Follow, abort and report bulk jobs.")
+bulk_app = typer.Typer(
+    no_args_is_help=True, help="Follow, abort and report bulk jobs.", rich_markup_mode=None
+)
 
 FOLLOW_INTERVAL_S = 0.5
 DISCOVERY_DEADLINE_S = 60.0
@@ -93,6 +89,10 @@ def bulk_cancel(
     deadline: Annotated[float | None, typer.Option(help="Seconds per job.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow it to the end.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace jobs in flight for these runs (lost ones)."),
+    ] = False,
 ) -> None:
     """Cancel many runs: from a file, or from the runs of listed threads."""
     settings = get_settings()
@@ -123,6 +123,7 @@ def bulk_cancel(
                 on_start=bar.start,
                 on_batch=bar.advance,
                 provider=connection.name,
+                force=force,
             )
         record = _record(producer, bulk_id)
         summary = (
@@ -232,6 +233,8 @@ def _targets(
         return read_targets(stream)
     if not threads and threads_file is None:
         raise InvalidInput("FILE", "give a file (or -), or --thread / --threads-file")
+    from orchestrator.providers.registry import spec_of
+
     spec = spec_of(connection.kind)
     if not spec.can_list:
         raise InvalidInput(
@@ -259,6 +262,7 @@ def _discover(
     from orchestrator.core.retrying import RetryPolicy
     from orchestrator.providers import make_provider
     from orchestrator.providers.base import BuildOptions
+    from orchestrator.service.discovery import discover
     from orchestrator.store.client import redis_client
     from orchestrator.store.ratelimit import limited_call, rate_limiter
 
@@ -315,6 +319,8 @@ class _QueueingBar:
         self._producer = producer
         self._json_output = json_output
         self._bulk_id = ""
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         self._progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
             console=console, transient=True, disable=json_output,
@@ -348,6 +354,14 @@ def follow_bulk(
     """Show a live progress bar (per-result counts, rate) until the bulk job is done."""
     record = _record(producer, bulk_id)
     started = time.monotonic()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     columns = (TextColumn("[bold]{task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.description}"))  # fmt: skip
     with Progress(*columns, console=console or err, disable=json_output) as bar:
@@ -372,6 +386,8 @@ def follow_bulk(
 
 
 def _exit_code(record: BulkRecord) -> int:
+    from orchestrator.store.bulk import BulkStatus
+
     if record.status is BulkStatus.ABORTED:
         return EXIT_ABORTED
     if record.results.get(Result.ERROR) or record.results.get(Result.REJECTED):
@@ -382,6 +398,10 @@ def _exit_code(record: BulkRecord) -> int:
 
 
 def _table(record: BulkRecord) -> Table:
+    from rich.table import Table
+
+    from orchestrator.store.bulk import BulkStatus
+
     state = "finished" if record.finished and record.status is BulkStatus.RUNNING else None
     table = Table(title=f"{record.bulk_id} ({state or record.status.value})")
     table.add_column("")

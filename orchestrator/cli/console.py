@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from orchestrator.core.models import Result
-from orchestrator.core.settings import get_settings
 
 if TYPE_CHECKING:
     import redis
 
+    from orchestrator.core.settings import Settings
     from workers.producer import Producer
 
 out = Console(soft_wrap=True)  # a line is one line: greppable, never cut
@@ -57,6 +57,13 @@ def print_json_line(data: dict[str, Any]) -> None:
 def who() -> str:
     """The operator, as recorded in `requested_by`."""
     return os.environ.get("USER", "")[:200]
+
+
+def get_settings() -> Settings:
+    """The settings (pydantic-settings is loaded here, not when the CLI starts)."""
+    from orchestrator.core.settings import get_settings as load
+
+    return load()
 
 
 def operator_redis() -> redis.Redis:

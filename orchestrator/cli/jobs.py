@@ -38,6 +38,12 @@ def cancel(
     ] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many s.")] = 600.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace a job in flight for this run (one lost before it ended)."
+        ),
+    ] = False,
 ) -> None:
     """Queue a cancel of one run and print its job id (with --wait, its outcome)."""
     thread_id, run_id = split_ids(ids)
@@ -46,7 +52,7 @@ def cancel(
         fields: dict[str, object] = {"reason": reason, "requested_by": who()}
         if deadline is not None:
             fields["deadline_s"] = deadline
-        submitted = queue.cancel(thread_id, run_id, provider=provider, **fields)
+        submitted = queue.cancel(thread_id, run_id, provider=provider, force=force, **fields)
         if json_output:
             print_json_line({"job_id": submitted.job_id, "duplicate": submitted.duplicate})
         else:

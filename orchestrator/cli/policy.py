@@ -10,14 +10,20 @@ from typing import Annotated, Any, cast
 import typer
 
 from orchestrator.cli import console
-from orchestrator.cli.console import EXIT_BAD_INPUT, err, operator_redis, out, print_line
+from orchestrator.cli.console import (
+    EXIT_BAD_INPUT,
+    err,
+    get_settings,
+    operator_redis,
+    out,
+    print_line,
+)
 from orchestrator.cli.jobs import split_ids
 from orchestrator.core.errors import InvalidInput, RunctlError
-from orchestrator.core.policies import check_policies
-from orchestrator.core.settings import get_settings
-from orchestrator.store import keys
 
-policy_app = typer.Typer(no_args_is_help=True, help="Check timeout enforcement policies.")
+policy_app = typer.Typer(
+    no_args_is_help=True, help="Check timeout enforcement policies.", rich_markup_mode=None
+)
 
 
 @policy_app.command("check")
@@ -27,6 +33,8 @@ def policy_check(file: Path) -> None:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidInput("FILE", f"cannot be read: {exc.strerror}", str(file)) from None
+    from orchestrator.core.policies import check_policies
+
     problems = check_policies(text)
     for problem in problems:
         err.print(f"{file}: {problem}", markup=False, highlight=False)
@@ -103,6 +111,8 @@ def events(
     count: Annotated[int, typer.Option(help="How many of the latest to show.")] = 100,
 ) -> None:
     """Enforcement actions: cancelled, reported, escalated, alerted."""
+    from orchestrator.store import keys
+
     client = operator_redis()
     entries = cast(list[Any], client.xrevrange(keys.EVENTS, count=count))[::-1]
     last_id = keys.text(entries[-1][0]) if entries else "0-0"

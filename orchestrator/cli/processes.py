@@ -10,8 +10,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.console import err, out
-from orchestrator.core.settings import get_settings
+from orchestrator.cli.console import err, get_settings, out
 
 
 def worker(

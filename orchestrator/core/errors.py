@@ -28,3 +28,12 @@ class RedisUnavailable(RunctlError):
 def _preview(value: object, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class JobInterrupted(BaseException):
+    """Raised inside a running job when its worker shuts down and the grace has passed.
+
+    A BaseException, so that no `except Exception` on the way (the retry loop, the
+    lifecycle's bug catcher) turns it into a result: the job stops where it is, its
+    progress as last saved, and the worker hands its message back to the queue.
+    """

@@ -19,6 +19,7 @@ from orchestrator.core.retrying import RetryPolicy, call_with_retries, is_retrya
 RESERVE_FLOOR_S = 1.0  # the least a request may wait for its rate-limit slot
 ABORT_RECHECK_S = 0.5  # a bulk job's request that waited this long checks for an abort
 RECHECK_MIN_S = 0.05  # the shortest nap of a job waiting in line before it asks again
+SUPERSEDED = "superseded"  # error.type of a `skipped` job another job took over
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,27 @@ class PollPolicy:
         if hint_s is not None and hint_s > 0:
             return hint_s
         return min(self.first_s * 2.0**polls_done, self.max_s)
+
+
+class PollSchedule(Protocol):
+    """Where the next look goes, learned from the connection's settle times
+    (`core.settling.LearnedSchedule`). Without one, `PollPolicy` alone sets the pace."""
+
+    def sleep_s(
+        self,
+        *,
+        since_cancel_s: float,
+        looks_done: int,
+        hint_s: float | None,
+        unsettled_s: float = 0.0,
+    ) -> float | None:
+        """The sleep before the next look (never under the hint), or None: no opinion.
+        `unsettled_s`: when the run was last seen unsettled (0: at the cancel)."""
+        ...
+
+    def settled(self, *, after_s: float, by_s: float) -> None:
+        """A run settled between these two times (seconds after its cancel was accepted)."""
+        ...
 
 
 def result_for_terminal(dialect: Dialect, status: str) -> Result:
@@ -128,6 +150,7 @@ class Lifecycle:
     cancel_backlog_s: float = 2.0  # a cancel reserves a slot at most this far ahead
     first_turn_wait_max_s: float = 3000.0  # the longest a job waits in line for its first
     kind: str | None = None  # the connection's kind, reported in each outcome
+    schedule: PollSchedule | None = None  # None: today's cadence (`poll_policy`) alone
 
     def run(
         self,
@@ -194,6 +217,16 @@ class Lifecycle:
         """The outcome of a job whose bulk job was aborted before it started."""
         return self._outcome(job, _Step(Result.SKIPPED), Progress(started_at=self.clock()))
 
+    def superseded(self, job: CancelJob, by_job_id: str) -> Outcome:
+        """The outcome of a job another job took over before it began (`cancel --force`
+        replaced its in-flight marker): `skipped`, with `error.type` "superseded" naming
+        the job that took over. Nothing was sent to the provider."""
+        detail = ErrorDetail(
+            type=SUPERSEDED, message=f"job {by_job_id} took over this run before this job began"
+        )
+        step = _Step(Result.SKIPPED, error=detail)
+        return self._outcome(job, step, Progress(started_at=self.clock()))
+
     def _cancel(self, job: CancelJob, deadline_at: float, state: _State) -> _Step | _Seen:
         try:
             reply = self._call(
@@ -217,6 +250,7 @@ class Lifecycle:
                 return self._look_once(job, deadline_at, state, error)
             return _failure(error, status)
         state.accept_cancel()
+        state.accepted_at = state.sent_at
         if reply.run is None:  # accepted with no body (langgraph's 202): poll to see
             return _Seen(None, reply.poll_after_s)
         state.saw(reply.run.status)
@@ -283,8 +317,7 @@ class Lifecycle:
             # The last poll lands on the deadline itself, so a run that settles late is seen;
             # a job resumed after its deadline still looks once before it decides.
             if remaining_s > 0:
-                interval_s = self.poll_policy.interval_s(state.progress.polls, seen.hint_s)
-                self.sleep(min(interval_s, remaining_s))
+                self.sleep(min(self._interval_s(state, seen), remaining_s))
             polled = True
             try:
                 reply = self._call(
@@ -306,10 +339,42 @@ class Lifecycle:
                 continue
             last_error, seen = None, _Seen(state.saw(run.status), reply.poll_after_s)
             if self.provider.dialect.is_terminal(run.status):
+                self._learn(state)
                 return _Step(self._result_for(run.status), seen.status, run=run)
+            state.pending_at = state.sent_at
+            state.looks += 1
         if last_error is not None:
             return _Step(Result.ERROR, seen.status, error=last_error.detail)
         return _Step(Result.TIMED_OUT, seen.status)
+
+    def _interval_s(self, state: _State, seen: _Seen) -> float:
+        """The learned schedule's sleep when it has one (it knows when this delivery's
+        cancel was accepted), else the policy's."""
+        if self.schedule is not None and state.accepted_at is not None:
+            unsettled_at = state.pending_at if state.pending_at is not None else state.accepted_at
+            learned = self.schedule.sleep_s(
+                since_cancel_s=self.clock() - state.accepted_at,
+                looks_done=state.looks,
+                hint_s=seen.hint_s,
+                unsettled_s=unsettled_at - state.accepted_at,
+            )
+            if learned is not None:
+                return learned
+        return self.poll_policy.interval_s(state.progress.polls, seen.hint_s)
+
+    def _learn(self, state: _State) -> None:
+        """Tell the schedule when the run settled: after the last look that saw it
+        unsettled (or the cancel) and by the look that saw it settled.
+
+        Each look counts from the moment its request was sent, not when its answer was
+        read: on a busy worker the answer waits in the event loop, and learning that wait
+        as settle time would push every next look later."""
+        if self.schedule is None or state.accepted_at is None or state.sent_at is None:
+            return
+        after_at = state.pending_at if state.pending_at is not None else state.accepted_at
+        self.schedule.settled(
+            after_s=after_at - state.accepted_at, by_s=state.sent_at - state.accepted_at
+        )
 
     def _result_for(self, status: str) -> Result:
         return result_for_terminal(self.provider.dialect, status)
@@ -348,6 +413,7 @@ class Lifecycle:
         """
         if state.take_prepaid_turn():
             count()
+            state.sent_at = self.clock()
             return self._send(fn)
         remaining_s = max(deadline_at - self.clock(), RESERVE_FLOOR_S)
         turn = self.gate.reserve(bulk_id=job.bulk_id, max_wait_s=remaining_s)
@@ -362,6 +428,7 @@ class Lifecycle:
             )
         self._await(job, turn)
         count()  # only requests really sent are counted (and checkpointed)
+        state.sent_at = self.clock()
         return self._send(fn)
 
     def _await(self, job: CancelJob, turn: Reservation) -> None:
@@ -409,6 +476,11 @@ class _State:
     def __init__(self, progress: Progress, checkpoint: Callable[[Progress], None]) -> None:
         self.progress = progress
         self.status: str | None = None
+        # For the learned schedule, in this delivery only (a resumed job keeps its cadence):
+        self.sent_at: float | None = None  # when the last request was sent
+        self.accepted_at: float | None = None  # when the accepted cancel was sent
+        self.pending_at: float | None = None  # the last look that saw the run unsettled
+        self.looks = 0  # looks since the cancel was accepted
         self._checkpoint = checkpoint
         self._prepaid = False
 

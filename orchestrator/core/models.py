@@ -6,8 +6,8 @@ response) is parsed here, once, and refused with an error that names the field a
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -79,7 +79,9 @@ def utc_now() -> datetime:
 
 
 def new_job_id() -> str:
-    return f"job_{uuid.uuid4().hex}"
+    """`job_` and 128 random bits in hex (as a uuid4's hex, without building a UUID: a
+    bulk job makes 100,000 of them)."""
+    return f"job_{os.urandom(16).hex()}"
 
 
 class CancelJob(BaseModel):

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -38,6 +39,8 @@ from orchestrator.core.models import DEFAULT_CONNECTION, Run
 # The statuses a rule may give a budget, in the providers' own words: the Assistants
 # family's and Responses' (queued, in_progress, requires_action) and langgraph's (pending,
 # running). A run in any other status is not judged.
+M = TypeVar("M", bound=BaseModel)
+
 QUEUED = frozenset({"queued", "pending"})  # waiting to start: its age counts from creation
 WATCHABLE = frozenset({*QUEUED, "in_progress", "requires_action", "running"})
 _RULE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -191,17 +194,38 @@ def load_policies(text: str) -> PolicySet:
     return PolicySet.model_validate(_rules_only(tomllib.loads(text)))
 
 
-def check_policies(text: str) -> list[PolicyProblem]:
-    """Every problem of a policy file, each with its line (when it can be found) and field."""
+def parse_toml_model(
+    text: str,
+    model: type[M],
+    problem: Callable[[str, Any], PolicyProblem],
+    *,
+    select: Callable[[dict[str, Any]], dict[str, Any]] = lambda data: data,
+) -> M | list[PolicyProblem]:
+    """`text` (a TOML file) as `model`, or its problems: a syntax error with its line, or
+    each validation error as `problem(text, error)` places it. `select` picks the tables
+    `model` reads (runctl.toml holds more than one concern)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
         return [PolicyProblem(int(line.group(1)) if line else None, "toml", str(exc))]
     try:
-        policies = PolicySet.model_validate(_rules_only(data))
+        return model.model_validate(select(data))
     except ValidationError as exc:
-        return [_problem(text, error) for error in exc.errors()]
+        return [problem(text, error) for error in exc.errors()]
+
+
+def table_line(text: str, header: str, index: int) -> int | None:
+    """The line of the `index`-th `header` (e.g. `[[rule]]`), 1-based, if there is one."""
+    found = [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == header]
+    return found[index] if index < len(found) else None
+
+
+def check_policies(text: str) -> list[PolicyProblem]:
+    """Every problem of a policy file, each with its line (when it can be found) and field."""
+    policies = parse_toml_model(text, PolicySet, _problem, select=_rules_only)
+    if isinstance(policies, list):
+        return policies
     names = [r.name for r in policies.rule]
     return [
         PolicyProblem(_rule_line(text, i), f"rule[{i}].name", f"{name!r} is used twice")
@@ -226,9 +250,7 @@ def _problem(text: str, error: Any) -> PolicyProblem:
 
 
 def _rule_line(text: str, index: int) -> int | None:
-    """The line of the `index`-th `[[rule]]` header (1-based), if there is one."""
-    headers = [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == "[[rule]]"]
-    return headers[index] if index < len(headers) else None
+    return table_line(text, "[[rule]]", index)
 
 
 def _field_line(text: str, index: int, path: list[str]) -> int | None:

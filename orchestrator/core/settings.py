@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = Field(default=MAX_DEADLINE_S + 300.0, gt=0)
     # How often each worker looks for messages whose worker died (kombu's restore scan).
     restore_interval_s: float = Field(default=10.0, gt=0)
+    # A worker process holds a lease it renews every fifth of this; once it has missed its
+    # renewals for this long, any live worker returns the messages it held (its jobs resume
+    # from their saved progress). The visibility timeout stays as the last resort.
+    worker_lease_s: float = Field(default=15.0, ge=1.0, le=600.0)
+    # On SIGTERM a worker stops taking messages, lets jobs finish for this long, then hands
+    # the rest back to the head of the queue with their progress saved, and exits.
+    shutdown_grace_s: float = Field(default=10.0, ge=0.0, le=600.0)
     # A job that meets a Redis outage waits this long for Redis, resuming from its progress;
     # then it is handed back to the queue (or, if Redis is still away, to the restore sweep).
     redis_outage_max_s: float = Field(default=300.0, gt=0)
@@ -75,6 +82,17 @@ class Settings(BaseSettings):
     # second, and under a rate limit every early poll costs a slot another run needed.
     poll_first_s: float = Field(default=1.0, gt=0)
     poll_max_s: float = Field(default=1.0, gt=0)  # the SDK polls every 1 s
+    # Learn each provider connection's settle times (fleet-wide, in Redis) and look when
+    # runs are likely to have settled (`core.settling`); off: the cadence above alone.
+    poll_learned: bool = True
+    # Quantiles of the settle times at which the first and each next look go: higher means
+    # fewer requests per run, and later answers.
+    poll_first_quantile: float = Field(default=0.75, gt=0, lt=1)
+    poll_next_quantile: float = Field(default=0.9, gt=0, lt=1)
+    # Between two looks when the server sends no `openai-poll-after-ms` hint.
+    poll_min_gap_s: float = Field(default=0.25, gt=0)
+    # An observed settle time counts half as much after this long.
+    settle_half_life_s: float = Field(default=300.0, gt=0)
 
     # --- the shared rate limit (all workers, all machines) ----------------------------------
     # Requests per second to the provider, across every worker; 0 turns the limit off.

@@ -27,11 +27,17 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.core.errors import ConfigurationError, InvalidInput
 from orchestrator.core.models import ConnectionName, Result
-from orchestrator.core.policies import DurationS, PolicyError, PolicyProblem
+from orchestrator.core.policies import (
+    DurationS,
+    PolicyError,
+    PolicyProblem,
+    parse_toml_model,
+    table_line,
+)
 from orchestrator.notify.schedule import DEFAULT_SCHEDULE, DeliverySchedule
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -180,19 +186,13 @@ def load_notify(text: str) -> NotifyConfig:
 
 def check_notify(text: str) -> list[PolicyProblem]:
     """Every problem of the notification tables, each with its line and field."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = re.search(r"line (\d+)", str(exc))
-        return [PolicyProblem(int(line.group(1)) if line else None, "toml", str(exc))]
-    try:
-        config = NotifyConfig.model_validate(data)
-    except ValidationError as exc:
-        return [_problem(text, error) for error in exc.errors()]
+    config = parse_toml_model(text, NotifyConfig, _problem)
+    if isinstance(config, list):
+        return config
     names = [s.name for s in config.notify]
     return [
         PolicyProblem(
-            _table_line(text, "[[notify]]", i), f"notify[{i}].name", f"{name!r} is used twice"
+            table_line(text, "[[notify]]", i), f"notify[{i}].name", f"{name!r} is used twice"
         )
         for i, name in enumerate(names)
         if name in names[:i]
@@ -233,15 +233,9 @@ def _problem(text: str, error: Any) -> PolicyProblem:
     return PolicyProblem(None, ".".join(loc) or "file", message)
 
 
-def _table_line(text: str, header: str, index: int) -> int | None:
-    """The line of the `index`-th `header` (1-based), if there is one."""
-    found = [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == header]
-    return found[index] if index < len(found) else None
-
-
 def _key_line(text: str, header: str, index: int, path: list[str]) -> int | None:
     """The line in that table that names the first key of `path` (else the header)."""
-    start = _table_line(text, header, index)
+    start = table_line(text, header, index)
     if start is None or not path:
         return start
     lines = text.splitlines()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from orchestrator.core.lifecycle import Lifecycle
 from orchestrator.core.models import CancelJob, ErrorDetail, Outcome, Result
 from orchestrator.store.outages import call_through_redis_outages, is_redis_outage
-from orchestrator.store.outcomes import OutcomeStore
+from orchestrator.store.outcomes import OutcomeStore, Superseded
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ def _execute_once(
     if progress is None:
         log.info("its bulk job was aborted; skipping it")
         return _publish(lifecycle.skipped(job), store, job)
+    if isinstance(progress, Superseded):
+        log.warning("superseded by job %s; skipping it", progress.by_job_id)
+        return _publish(lifecycle.superseded(job, progress.by_job_id), store, job)
     if progress.cancel_attempts:
         log.info("resuming job", extra={"cancel_accepted": progress.cancel_accepted})
     try:

@@ -4,7 +4,7 @@ producer = Producer(get_settings(), queue)
 submitted = producer.cancel("thread_abc", "run_abc", reason="stuck")
 outcome = producer.wait(submitted.job_id, timeout_s=60)
 
-It holds no Celery: jobs go to a `JobQueue` (`workers.queue.CeleryQueue` in production),
+It holds no Celery: jobs go to a `JobQueue` (`workers.fastqueue.FastCeleryQueue` in production),
 so that every door (the CLI, the tasks, an HTTP API) shares the same admission rules.
 """
 
@@ -13,12 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any, Protocol
 
 import redis
 
 from orchestrator.core.errors import InvalidInput
-from orchestrator.core.models import CancelJob, Outcome
+from orchestrator.core.models import CancelJob, Outcome, new_job_id
 from orchestrator.core.settings import Settings
 from orchestrator.service.bulk import enqueue
 from orchestrator.service.connections import Connections, load_connections
@@ -63,20 +64,30 @@ class Producer:
         self.bulks = BulkStore(self._redis, keep_s=settings.outcome_keep_s)
 
     def cancel(
-        self, thread_id: str | None, run_id: str, *, provider: str | None = None, **fields: Any
+        self,
+        thread_id: str | None,
+        run_id: str,
+        *,
+        provider: str | None = None,
+        force: bool = False,
+        **fields: Any,
     ) -> Submitted:
         """Queue a cancel of one run (`thread_id` None for a kind without threads); raises
-        InvalidInput naming the bad field, and queues nothing."""
+        InvalidInput naming the bad field, and queues nothing. `force`: replace the run's job
+        in flight (see `cancel_many`)."""
         name = self.connections.resolve(provider).name
         self.connections.check_ids(name, thread_id, run_id)
         fields.setdefault("deadline_s", self._settings.default_deadline_s)
         job = build_job(provider=name, thread_id=thread_id, run_id=run_id, **fields)
-        return self.cancel_many([job])[0]
+        return self.cancel_many([job], force=force)[0]
 
-    def cancel_many(self, jobs: Sequence[CancelJob]) -> list[Submitted]:
-        """Queue many jobs in a few round trips; runs already in flight keep their job."""
+    def cancel_many(self, jobs: Sequence[CancelJob], *, force: bool = False) -> list[Submitted]:
+        """Queue many jobs in a few round trips; runs already in flight keep their job,
+        unless `force`: then the new job replaces it (for a job lost before it could
+        publish), and the old one, if it ever runs, publishes `skipped` and sends nothing."""
         return submit_many(
             jobs,
+            force=force,
             client=self._redis,
             send=self.queue.send,
             inflight_ttl_s=self._settings.inflight_ttl_s,
@@ -97,6 +108,7 @@ class Producer:
         on_start: Callable[[str], None] = lambda _: None,
         on_batch: Callable[[], None] = lambda: None,
         provider: str | None = None,
+        force: bool = False,
     ) -> str:
         """Start a bulk job over `targets` (streamed) and return its id once all are queued.
 
@@ -108,8 +120,13 @@ class Producer:
         """
         default = self.connections.resolve(provider).name
         deadline = deadline_s or self._settings.default_deadline_s
-        build_job(thread_id="t", run_id="r", deadline_s=deadline)  # refuse a bad deadline early
         bulk_id = new_bulk_id()
+        # What every job of the bulk shares is checked once, here: a bad deadline or reason
+        # is refused before anything is queued.
+        shared = build_job(
+            thread_id="t", run_id="r", deadline_s=deadline, reason=reason,
+            requested_by=requested_by, bulk_id=bulk_id,
+        )  # fmt: skip
         self.bulks.create(
             bulk_id, source=source, requested_by=requested_by, rate_limit_rps=rate_limit_rps
         )
@@ -118,11 +135,12 @@ class Producer:
         def make_job(target: Target) -> CancelJob:
             return CancelJob(
                 provider=target.provider or default,
+                job_id=new_job_id(),
                 thread_id=target.thread_id,
                 run_id=target.run_id,
-                reason=target.reason or reason,
-                requested_by=requested_by,
-                deadline_s=deadline,
+                reason=target.reason or shared.reason,
+                requested_by=shared.requested_by,
+                deadline_s=shared.deadline_s,
                 bulk_id=bulk_id,
             )
 
@@ -131,7 +149,7 @@ class Producer:
             self._checked(targets, default),
             store=self.bulks,
             make_job=make_job,
-            submit_many=self.cancel_many,
+            submit_many=partial(self.cancel_many, force=force),
             on_problem=on_problem,
             on_batch=on_batch,
         )

@@ -64,9 +64,14 @@ def submit_many(
     max_deadline_s: float,
     accepted_keep_s: int = 7 * 24 * 3600,
     clock: Callable[[], float] = time.time,
+    force: bool = False,
 ) -> list[Submitted]:
     """Queue `jobs` in one Redis round trip plus one batch send, except those whose run
     already has a job in flight: for those, return the id of the job in flight.
+
+    `force` queues every job, replacing the marker of a job in flight (one lost before it
+    could publish, whose marker would otherwise stand for twice the visibility timeout);
+    the replaced job, if it ever runs, publishes `skipped` and sends nothing.
 
     Refuses (InvalidInput) a deadline the broker cannot honour, before anything is queued,
     and raises RedisUnavailable when Redis does not answer. A run's in-flight marker is
@@ -89,12 +94,13 @@ def submit_many(
     bulk_id = bulk_ids.pop()
     try:
         taken: Any = scripts.register(client, "admit")(
-            keys=[keys.ACCEPTED, keys.bulk_jobs(bulk_id or "-"), *markers],
+            keys=[keys.ACCEPTED, keys.bulk_jobs(bulk_id or "-"), keys.SUPERSEDED, *markers],
             args=[
                 inflight_ttl_s,
                 repr(clock()),
                 accepted_keep_s,
                 1 if bulk_id else 0,
+                1 if force else 0,
                 *(job.job_id for job in jobs),
             ],
         )

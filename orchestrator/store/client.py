@@ -13,7 +13,11 @@ from orchestrator.core.settings import Settings
 
 
 def redis_client(
-    settings: Settings, *, max_connections: int = 64, retries: int = 30
+    settings: Settings,
+    *,
+    max_connections: int = 64,
+    retries: int = 30,
+    socket_timeout_s: float = 30.0,
 ) -> redis.Redis:
     """A pooled client that rides out a Redis restart by reconnecting with backoff."""
     pool = redis.BlockingConnectionPool.from_url(
@@ -21,7 +25,7 @@ def redis_client(
         max_connections=max_connections,
         timeout=30,
         socket_connect_timeout=5,
-        socket_timeout=30,
+        socket_timeout=socket_timeout_s,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],

@@ -113,6 +113,27 @@ def fetching(channel_id: str) -> str:
     return f"{PREFIX}:fetching:{channel_id}"
 
 
+OWNERS = f"{PREFIX}:owners"
+"""Hash: delivery tag -> the worker process holding the message (see store/leases.py),
+written in the same MULTI that records the message in kombu's `unacked` hash."""
+
+
+def lease(worker_id: str) -> str:
+    """String with a TTL: exists while worker process `worker_id` renews its lease."""
+    return f"{PREFIX}:lease:{worker_id}"
+
+
+SUPERSEDED = f"{PREFIX}:superseded"
+"""Hash: job id -> the job that replaced its in-flight marker (`runctl cancel --force`).
+One small entry per forced replacement; the superseded job reads it if it ever runs."""
+
+
+def settle_times(connection: str) -> str:
+    """Hash: a provider connection's settle-time histogram (`store.settling`), shared by
+    the fleet; `connection` names the provider and a digest of its base URL."""
+    return f"{PREFIX}:settle:{connection}"
+
+
 BULK_FINISHED = f"{PREFIX}:bulk-finished"
 """Stream: one entry (`bulk_id`) when a bulk job's last outcome lands (for the notifier)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 import redis
@@ -27,6 +27,13 @@ _NO_BULK = f"{keys.PREFIX}:no-bulk"  # a key no script writes: scripts must name
 
 def _bulk_key(bulk_id: str | None) -> str:
     return keys.bulk(bulk_id) if bulk_id else _NO_BULK
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """Another job took over this job's run (its in-flight marker) before it began."""
+
+    by_job_id: str
 
 
 class OutcomeStore:
@@ -89,21 +96,30 @@ class OutcomeStore:
         )
         return bool(published)
 
-    def begin(self, job: CancelJob, now_s: float) -> Outcome | Progress | None:
+    def begin(self, job: CancelJob, now_s: float) -> Outcome | Progress | Superseded | None:
         """One round trip at a job's start: its outcome if it has one; None if its bulk job
-        was aborted; else its progress (saved now, with `now_s` as its start, if this is the
-        first delivery)."""
+        was aborted; Superseded if another job took over its run (`cancel --force`); else
+        its progress (saved now, with `now_s` as its start, if this is the first delivery)."""
         reply = self._begin(
-            keys=[keys.outcome(job.job_id), keys.job_state(job.job_id), _bulk_key(job.bulk_id)],
+            keys=[
+                keys.outcome(job.job_id),
+                keys.job_state(job.job_id),
+                _bulk_key(job.bulk_id),
+                keys.SUPERSEDED,
+                keys.inflight(job.provider, job.thread_id, job.run_id),
+            ],
             args=[
                 repr(now_s),
                 self._progress_keep_s,
                 bulk.STATUS_FIELD,
                 bulk.BulkStatus.ABORTED.value,
+                job.job_id,
             ],
         )
         if reply[0] == b"aborted":
             return None
+        if reply[0] == b"superseded":
+            return Superseded(by_job_id=text(reply[1]))
         if reply[0] == b"outcome":
             return Outcome.model_validate_json(reply[1])
         fields = {text(k): text(v) for k, v in zip(reply[1::2], reply[2::2], strict=True)}

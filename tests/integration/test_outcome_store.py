@@ -11,7 +11,7 @@ import redis
 from orchestrator.core.lifecycle import Progress
 from orchestrator.core.models import CancelJob, Outcome, Result
 from orchestrator.store import keys
-from orchestrator.store.outcomes import OutcomeStore
+from orchestrator.store.outcomes import OutcomeStore, Superseded
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,8 @@ def test_begin_returns_the_outcome_or_the_saved_progress(redis_client: redis.Red
     store = OutcomeStore(redis_client, stream_maxlen=10_000, keep_s=60, progress_keep_s=60)
     job = CancelJob(job_id="job_begin", thread_id="thread_1", run_id="run_1")
     job_id = job.job_id
-    redis_client.delete(keys.outcome(job_id), keys.job_state(job_id))
+    marker = keys.inflight("assistants", "thread_1", "run_1")
+    redis_client.delete(keys.outcome(job_id), keys.job_state(job_id), marker)
     first = store.begin(job, 100.0)
     assert isinstance(first, Progress)
     assert first.started_at == 100.0
@@ -71,3 +72,21 @@ def test_begin_returns_the_outcome_or_the_saved_progress(redis_client: redis.Red
     store.publish(an_outcome(job_id, Result.CANCELLED), provider="assistants")
     assert isinstance(store.begin(job, 300.0), Outcome)
     assert not redis_client.exists(keys.job_state(job_id))
+
+
+def test_begin_says_superseded_when_another_job_took_the_run(redis_client: redis.Redis) -> None:
+    store = OutcomeStore(redis_client, stream_maxlen=10_000, keep_s=60, progress_keep_s=60)
+    forced_over = CancelJob(job_id="job_forced_over", thread_id="thread_2", run_id="run_2")
+    expired = CancelJob(job_id="job_expired", thread_id="thread_3", run_id="run_3")
+    mine = CancelJob(job_id="job_mine", thread_id="thread_4", run_id="run_4")
+    for job in (forced_over, expired, mine):
+        redis_client.delete(keys.outcome(job.job_id), keys.job_state(job.job_id))
+        redis_client.hdel(keys.SUPERSEDED, job.job_id)
+    redis_client.hset(keys.SUPERSEDED, forced_over.job_id, "job_new")  # `cancel --force`
+    redis_client.set(keys.inflight("assistants", "thread_3", "run_3"), "job_other")
+    redis_client.set(keys.inflight("assistants", "thread_4", "run_4"), "job_mine")
+
+    assert store.begin(forced_over, 1.0) == Superseded(by_job_id="job_new")
+    assert store.begin(expired, 1.0) == Superseded(by_job_id="job_other")
+    assert isinstance(store.begin(mine, 1.0), Progress)
+    assert not redis_client.exists(keys.job_state(forced_over.job_id))  # nothing started

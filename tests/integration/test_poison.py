@@ -15,7 +15,8 @@ from kombu import Connection
 
 from orchestrator.core.models import Result
 from tests.integration.harness import Deployment, Sim, Worker, outcome_of, wait_for
-from workers.app import CANCEL_TASK, make_app
+from workers.app import make_app
+from workers.envelope import CANCEL_TASK
 from workers.producer import Producer
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,8 @@ from workers.producer import Producer
 
 pytestmark = pytest.mark.integration
 
-VISIBILITY_TIMEOUT_S = 4.0
+VISIBILITY_TIMEOUT_S = 60.0  # the last resort; the lease brings the job back first
+LEASE_S = 2.0
 DEADLINE_S = 3.0
 SETTLE_S = 1.5  # after the kill (at the first poll), well before the job comes back
 
@@ -37,8 +38,9 @@ SETTLE_S = 1.5  # after the kill (at the first poll), well before the job comes 
 @pytest.fixture
 def crash_deployment(redis_url: str, sim: Sim) -> Deployment:
     # Its own database (kombu keeps one `unacked` hash per database, and this deployment's
-    # short visibility timeout must not hand the session worker's jobs around) and a short
-    # visibility timeout, so that the dead worker's job returns quickly.
+    # short lease must not hand the session worker's jobs around) and a short lease, so
+    # that the dead worker's job returns quickly. The job's saved progress lives for twice
+    # the visibility timeout: long enough for a slow machine to start the second worker.
     return Deployment(
         redis_url=fresh_database(redis_url, 14),
         queue=f"runctl-crash-{uuid.uuid4().hex[:6]}",
@@ -46,6 +48,7 @@ def crash_deployment(redis_url: str, sim: Sim) -> Deployment:
         base_url=sim.base_url,
         overrides={
             "RUNCTL_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
+            "RUNCTL_WORKER_LEASE_S": str(LEASE_S),
             "RUNCTL_DEFAULT_DEADLINE_S": str(DEADLINE_S),
             "RUNCTL_RESTORE_INTERVAL_S": "1",
         },

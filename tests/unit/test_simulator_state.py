@@ -195,6 +195,46 @@ def test_settle_delay_is_drawn_from_the_configured_range(clock: FakeClock) -> No
     assert max(settles_s) - min(settles_s) > 0.5
 
 
+def test_a_fixed_settle_shape_always_takes_the_minimum(clock: FakeClock) -> None:
+    state = make_state(
+        clock, cancel_settle_shape="fixed", cancel_settle_min_s=0.5, cancel_settle_max_s=1.5
+    )
+    runs = state.seed(RunSpec(), count=20)
+    for run in runs:
+        state.cancel(run.thread_id, run.id)
+    assert {run.settle_s for run in runs} == {0.5}
+
+
+def test_a_lognormal_settle_shape_has_its_median_and_long_tail(clock: FakeClock) -> None:
+    state = make_state(
+        clock, cancel_settle_shape="lognormal", cancel_settle_median_s=1.0, cancel_settle_p99_s=20.0
+    )
+    runs = state.seed(RunSpec(), count=4000)
+    for run in runs:
+        state.cancel(run.thread_id, run.id)
+    settles_s = sorted(run.settle_s for run in runs)
+    assert 0.85 < settles_s[2000] < 1.15
+    assert 14.0 < settles_s[3960] < 28.0
+
+
+def test_a_lognormal_p99_below_its_median_is_refused() -> None:
+    with pytest.raises(ValueError, match="cancel_settle_p99_s"):
+        SimulatorConfig(cancel_settle_median_s=2.0, cancel_settle_p99_s=1.0)
+
+
+def test_settled_runs_say_when_each_settles_in_unix_time(clock: FakeClock, state: State) -> None:
+    first, second = seed_one(state), seed_one(state)
+    clock.advance(3.0)
+    state.cancel(second.thread_id, second.id)
+    clock.advance(1.0)
+    state.cancel(first.thread_id, first.id)
+    rows = state.settled_runs()
+    assert [r["run_id"] for r in rows] == [second.id, first.id]
+    assert rows[0]["settled_at"] == pytest.approx(WALL_START_S + 3.0 + SETTLE_S)
+    assert rows[1]["settled_at"] == pytest.approx(WALL_START_S + 4.0 + SETTLE_S)
+    assert [r["run_id"] for r in state.settled_runs(after=1)] == [first.id]
+
+
 def test_cancel_wins_over_a_natural_end_inside_the_settle_window(
     clock: FakeClock, state: State
 ) -> None:

@@ -27,8 +27,15 @@ OVERRIDDEN_OR_CALLED: list[tuple[type[Any], str, list[str]]] = [
     (kombu_redis.Channel, "conn_or_acquire", ["self", "client"]),
     (kombu_redis.QoS, "append", ["self", "message", "delivery_tag"]),
     (kombu_redis.QoS, "restore_visible", ["self", "start", "num", "interval"]),
+    (kombu_redis.QoS, "ack", ["self", "delivery_tag"]),
+    (kombu_redis.QoS, "reject", ["self", "delivery_tag", "requeue"]),
+    (virtual.QoS, "ack", ["self", "delivery_tag"]),
+    (virtual.Channel, "_lookup", ["self", "exchange", "routing_key", "default"]),
     (virtual.Transport, "_deliver", ["self", "message", "queue"]),
 ]
+
+# Attributes the transport reads on kombu's QoS (the unacked hash and its index).
+QOS_ATTRIBUTES = ["unacked_key", "unacked_index_key", "pipe_or_acquire", "channel"]
 
 # Attributes the transport reads or sets on a channel, from kombu's own `__init__` or class.
 CHANNEL_ATTRIBUTES = [
@@ -66,6 +73,12 @@ def test_every_private_channel_attribute_exists(name: str) -> None:
     assert hasattr(kombu_redis.Channel, name) or f"self.{name} =" in source
 
 
+@pytest.mark.parametrize("name", QOS_ATTRIBUTES)
+def test_every_qos_attribute_exists(name: str) -> None:
+    source = inspect.getsource(kombu_redis.QoS) + inspect.getsource(virtual.QoS)
+    assert hasattr(kombu_redis.QoS, name) or f"self.{name} =" in source
+
+
 def test_the_queue_cycle_has_the_methods_the_fetch_uses() -> None:
     cycle = cycle_by_name(kombu_redis.Channel.queue_order_strategy)
     for name in ("consume", "rotate"):
@@ -74,7 +87,7 @@ def test_the_queue_cycle_has_the_methods_the_fetch_uses() -> None:
 
 def test_our_overrides_keep_kombus_signatures() -> None:
     for owner, ours in ((kombu_redis.Channel, transport.Channel), (kombu_redis.QoS, transport.QoS)):
-        for name in ("_brpop_start", "_brpop_read", "_poll_error", "append"):
+        for name in ("_brpop_start", "_brpop_read", "_poll_error", "append", "ack", "reject"):
             if name in vars(ours):
                 theirs = _parameters(getattr(owner, name))
                 assert _parameters(getattr(ours, name)) == theirs, f"{ours.__name__}.{name}"

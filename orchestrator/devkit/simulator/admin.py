@@ -80,6 +80,14 @@ class Admin:
         ]
         return _json({"requests": entries})
 
+    async def settled(self, request: web.Request) -> web.Response:
+        """Cancelled runs with the unix time each settles at, from the `after`-th on."""
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError:
+            raise errors.invalid_param("after", "Invalid 'after'.") from None
+        return _json({"runs": self.runtime.state.settled_runs(after=max(0, after))})
+
     async def get_config(self, request: web.Request) -> web.Response:
         return _json(_public_config(self.runtime.config))
 
@@ -108,6 +116,7 @@ def add_routes(app: web.Application, runtime: Runtime) -> None:
     router.add_post("/_sim/runs", _guarded(admin.seed_runs))
     router.add_get("/_sim/stats", _guarded(admin.stats))
     router.add_get("/_sim/requests", _guarded(admin.requests))
+    router.add_get("/_sim/settled", _guarded(admin.settled))
     router.add_get("/_sim/config", _guarded(admin.get_config))
     router.add_patch("/_sim/config", _guarded(admin.patch_config))
     router.add_post("/_sim/reset", _guarded(admin.reset))

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SettleShape(StrEnum):
+    """How long a cancelled run stays `cancelling`: the distribution of its settle time."""
+
+    UNIFORM = "uniform"  # uniform in [cancel_settle_min_s, cancel_settle_max_s]
+    FIXED = "fixed"  # always cancel_settle_min_s
+    LOGNORMAL = "lognormal"  # median cancel_settle_median_s, 99th percentile cancel_settle_p99_s
 
 
 class SimulatorConfig(BaseModel):
@@ -29,6 +39,11 @@ class SimulatorConfig(BaseModel):
     cancel_settle_min_s: float = Field(default=0.3, ge=0.0)
     cancel_settle_max_s: float = Field(default=1.5, ge=0.0)
     """A cancelled run leaves `cancelling` after a uniform random delay in this range."""
+    cancel_settle_shape: SettleShape = SettleShape.UNIFORM
+    """The settle time's distribution (the range above is for `uniform` and `fixed`)."""
+    cancel_settle_median_s: float = Field(default=1.0, gt=0.0)
+    cancel_settle_p99_s: float = Field(default=20.0, gt=0.0)
+    """For `lognormal`: its median and 99th percentile (a long tail)."""
     run_duration_s: float | None = Field(default=None, ge=0.0)
     """Runs created through the API complete on their own this long after they start;
     None = never (they stay `in_progress` until cancelled)."""
@@ -43,4 +58,6 @@ class SimulatorConfig(BaseModel):
     def _settle_range_is_ordered(self) -> SimulatorConfig:
         if self.cancel_settle_max_s < self.cancel_settle_min_s:
             raise ValueError("cancel_settle_max_s must be >= cancel_settle_min_s")
+        if self.cancel_settle_p99_s < self.cancel_settle_median_s:
+            raise ValueError("cancel_settle_p99_s must be >= cancel_settle_median_s")
         return self

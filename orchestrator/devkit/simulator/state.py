@@ -32,7 +32,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.devkit.simulator import errors
-from orchestrator.devkit.simulator.config import SimulatorConfig
+from orchestrator.devkit.simulator.config import SettleShape, SimulatorConfig
 from orchestrator.devkit.simulator.errors import ApiError
 from orchestrator.providers.base import TERMINAL, RunStatus
 
@@ -269,6 +269,7 @@ class State:
         self.traffic = Traffic()
         self.cancels_received = 0
         self.cancels_applied = 0
+        self.settled_order: list[str] = []
 
     def reset(self) -> None:
         """Forget every run, thread, counter and logged request."""
@@ -277,6 +278,7 @@ class State:
         self.traffic = Traffic()
         self.cancels_received = 0
         self.cancels_applied = 0
+        self.settled_order = []
 
     # -- creating -----------------------------------------------------------------------
 
@@ -484,9 +486,27 @@ class State:
 
     def _apply_cancel(self, run: SimRun, now: float) -> None:
         run.cancel_mono = now
-        run.settle_s = self.rng.uniform(
-            self.config.cancel_settle_min_s, self.config.cancel_settle_max_s
-        )
+        run.settle_s = settle_time_s(self.config, self.rng)
+        self.settled_order.append(run.id)
+
+    def settled_runs(self, *, after: int = 0) -> list[dict[str, Any]]:
+        """Runs whose cancel was applied, in that order from the `after`-th on, with the
+        unix time (float seconds) at which each leaves `cancelling` (a run that stays
+        stuck has none), so that a benchmark can measure settle-to-outcome latency."""
+        rows: list[dict[str, Any]] = []
+        for run_id in self.settled_order[after:]:
+            run = self.runs[run_id]
+            if run.cancel_mono is None:
+                continue
+            settled_mono = run.cancel_mono + run.settle_s
+            stuck = run.behavior == "stuck_cancelling"
+            rows.append({
+                "thread_id": run.thread_id,
+                "run_id": run.id,
+                "settle_s": run.settle_s,
+                "settled_at": None if stuck else settled_mono + self._wall_offset_s,
+            })  # fmt: skip
+        return rows
 
     # -- reporting ----------------------------------------------------------------------
 
@@ -516,6 +536,20 @@ class State:
 
     def _unix_s(self, mono_s: float) -> int:
         return int(mono_s + self._wall_offset_s)
+
+
+def settle_time_s(config: SimulatorConfig, rng: random.Random) -> float:
+    """One settle time drawn from the configured shape."""
+    if config.cancel_settle_shape is SettleShape.FIXED:
+        return config.cancel_settle_min_s
+    if config.cancel_settle_shape is SettleShape.LOGNORMAL:
+        mu = math.log(config.cancel_settle_median_s)
+        sigma = (math.log(config.cancel_settle_p99_s) - mu) / Z_99
+        return rng.lognormvariate(mu, sigma)
+    return rng.uniform(config.cancel_settle_min_s, config.cancel_settle_max_s)
+
+
+Z_99 = 2.3263478740408408  # the standard normal's 99th percentile
 
 
 def _cursor_index(run_ids: list[str], cursor: str, param: str) -> int:

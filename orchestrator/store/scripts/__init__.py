@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.resources import files
+from typing import Any, cast
 
 import redis
 from redis.commands.core import Script
@@ -22,3 +23,9 @@ def source(name: str) -> str:
 def register(client: redis.Redis, name: str) -> Script:
     """`NAME.lua` as a Script on `client` (EVALSHA, loaded into Redis on first use)."""
     return client.register_script(source(name))
+
+
+def unbound(name: str) -> Script:
+    """`NAME.lua` as a Script bound to no client: every call names one (`client=`), as code
+    running on kombu's pooled connections must."""
+    return Script(cast(Any, None), source(name).encode())
