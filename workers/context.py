@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from orchestrator.core.connections import Connection
 from orchestrator.core.lifecycle import Lifecycle, PollPolicy, PollSchedule
-from orchestrator.core.models import Provider
 from orchestrator.core.retrying import RetryPolicy
 from orchestrator.core.settings import Settings
 from orchestrator.core.settling import LearnedSchedule, LookPlan
 from orchestrator.providers import make_provider
+from orchestrator.providers.base import BuildOptions
+from orchestrator.service.connections import load_connections
 from orchestrator.store.client import check_redis, redis_client
 from orchestrator.store.leases import Leases, renew_every_s
 from orchestrator.store.outcomes import OutcomeStore
@@ -56,19 +58,26 @@ class WorkerContext:
             server_delay_max_s=settings.server_delay_max_s,
         )
         poll_policy = PollPolicy(first_s=settings.poll_first_s, max_s=settings.poll_max_s)
-        self.lifecycles: dict[Provider, Lifecycle] = {
-            provider: Lifecycle(
-                provider=make_provider(
-                    provider, settings, max_connections=settings.worker_concurrency
-                ),
+        options = BuildOptions(
+            max_connections=settings.worker_concurrency,
+            read_timeout_s=settings.read_timeout_s,
+            connect_timeout_s=settings.connect_timeout_s,
+        )
+        self.connections = load_connections(settings)
+        # One client per configured connection, built now: a key that is not set stops the
+        # worker at start-up, naming the variable.
+        self.lifecycles: dict[str, Lifecycle] = {
+            name: Lifecycle(
+                provider=make_provider(connection, options),
                 retry_policy=retry_policy,
                 poll_policy=poll_policy,
                 clock=time.time,
                 sleep=time.sleep,  # gevent patches it: a sleeping job yields its greenlet
-                gate=rate_limiter(self.redis, settings, provider),
-                schedule=self._schedule(provider),
+                gate=rate_limiter(self.redis, settings, connection),
+                kind=connection.kind.value,
+                schedule=self._schedule(connection),
             )
-            for provider in Provider
+            for name, connection in self.connections.by_name.items()
         }
 
     def hold_lease(self, worker_id: str) -> None:
@@ -106,14 +115,14 @@ class WorkerContext:
 
         return Enforcing(self.settings, self.redis, self.producer.cancel_many)
 
-    def _schedule(self, provider: Provider) -> PollSchedule | None:
-        """The learned poll schedule of this provider's connection, if enabled."""
+    def _schedule(self, connection: Connection) -> PollSchedule | None:
+        """The learned poll schedule of this connection (its name and base URL), if enabled."""
         settings = self.settings
         if not settings.poll_learned:
             return None
         times = SettleTimes(
             self.redis,
-            connection_id(provider.value, settings.base_url),
+            connection_id(connection.name, connection.base_url),
             half_life_s=settings.settle_half_life_s,
         )
         plan = LookPlan(

@@ -1,7 +1,8 @@
 """Building the enforcer for a process: its policies, its rate-limited lookups, its queue.
 
-A worker builds its provider client and limiter once (`Enforcing`) and reuses them on
-every pass; the policy file is read once and again only when it changes (`PolicySource`).
+A worker builds one provider client and limiter per connection it needs, once
+(`Enforcing`), and reuses them on every pass; the policy file is read once and again only
+when it changes (`PolicySource`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from typing import TypeVar
 
 import redis
 
+from orchestrator.core.connections import Connection
 from orchestrator.core.errors import ConfigurationError
-from orchestrator.core.models import CancelJob, Provider
+from orchestrator.core.models import CancelJob, Run
 from orchestrator.core.policies import PolicyError, PolicySet, load_policies
-from orchestrator.core.provider import RunsProvider
+from orchestrator.core.provider import ProviderError, RunsProvider
 from orchestrator.core.retrying import RetryPolicy
 from orchestrator.core.settings import Settings
 from orchestrator.providers import make_provider
+from orchestrator.providers.base import BuildOptions
+from orchestrator.service.connections import Connections, load_connections
 from orchestrator.service.discovery import thread_runs
 from orchestrator.service.enforcer import Enforcer, EnforcerConfig, PassReport
 from orchestrator.store.admission import Submitted
@@ -31,6 +35,37 @@ from orchestrator.store.ratelimit import RateLimiter, limited_call, rate_limiter
 T = TypeVar("T")
 LOOKUP_BUDGET_S = 30.0
 log = logging.getLogger(__name__)
+
+
+class _Clients:
+    """One client and one rate limiter per connection, built when first needed (a pass
+    that looks at no run of a connection needs no key for it)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        connections: Connections,
+        *,
+        make_runs: Callable[[Connection], RunsProvider] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._redis = client
+        self._connections = connections
+        options = BuildOptions(32, settings.read_timeout_s, settings.connect_timeout_s)
+        self._make_runs = make_runs or partial(make_provider, options=options)
+        self._built: dict[str, tuple[RunsProvider, RateLimiter]] = {}
+
+    def get(self, name: str) -> tuple[RunsProvider, RateLimiter]:
+        """The connection's client and limiter, the same on every call (KeyError: a name
+        that is not configured)."""
+        if name not in self._built:
+            connection = self._connections.by_name[name]
+            self._built[name] = (
+                self._make_runs(connection),
+                rate_limiter(self._redis, self._settings, connection),
+            )
+        return self._built[name]
 
 
 def make_enforcer(
@@ -46,8 +81,8 @@ def make_enforcer(
     if not path.is_file():
         raise ConfigurationError(f"no policy file at {path} (RUNCTL_POLICIES_FILE or --policies)")
     policies = load_policies(path.read_text(encoding="utf-8"))
-    runs = make_provider(Provider.ASSISTANTS, settings, max_connections=32)
-    return _enforcer(settings, client, submit_many, runs, policies)
+    clients = _Clients(settings, client, load_connections(settings))
+    return _enforcer(settings, client, submit_many, clients, policies)
 
 
 class PolicySource:
@@ -86,7 +121,8 @@ class PolicySource:
 
 
 class Enforcing:
-    """A worker's enforcement: one provider client, limiter and producer for every pass."""
+    """A worker's enforcement: per connection one provider client and limiter, and one
+    producer, for every pass."""
 
     def __init__(
         self,
@@ -94,10 +130,11 @@ class Enforcing:
         client: redis.Redis,
         submit_many: Callable[[Sequence[CancelJob]], list[Submitted]],
         *,
-        make_runs: Callable[[], RunsProvider] | None = None,
+        make_runs: Callable[[Connection], RunsProvider] | None = None,
     ) -> None:
-        default = partial(make_provider, Provider.ASSISTANTS, settings, max_connections=32)
-        self._build = partial(_enforcer, settings, client, submit_many, (make_runs or default)())
+        connections = load_connections(settings)
+        self.clients = _Clients(settings, client, connections, make_runs=make_runs)
+        self._build = partial(_enforcer, settings, client, submit_many, self.clients)
         self.source = PolicySource(Path(settings.policies_file))
         self._enforcer: Enforcer | None = None
 
@@ -121,18 +158,25 @@ def _enforcer(
     settings: Settings,
     client: redis.Redis,
     submit_many: Callable[[Sequence[CancelJob]], list[Submitted]],
-    runs: RunsProvider,
+    clients: _Clients,
     policies: PolicySet,
 ) -> Enforcer:
-    limiter = rate_limiter(client, settings, Provider.ASSISTANTS)
+    def fetch(provider: str, thread_id: str | None, run_id: str) -> Run:
+        runs, limiter = clients.get(provider)
+        return _limited(limiter, lambda: _run_of(runs.retrieve(thread_id, run_id).run))
+
+    def list_runs(provider: str, thread_id: str) -> list[Run]:
+        runs, limiter = clients.get(provider)
+        return list(thread_runs(runs, thread_id, call=partial(_limited, limiter)))
+
     return Enforcer(
         client=client,
         policies=policies,
-        fetch=lambda t, r: _limited(limiter, lambda: runs.retrieve(t, r).run),
-        list_runs=lambda t: list(thread_runs(runs, t, call=partial(_limited, limiter))),
+        fetch=fetch,
+        list_runs=list_runs,
         submit_many=submit_many,
         clock=time.time,
-        dialect=runs.dialect,
+        dialect_of=lambda name: clients.get(name)[0].dialect,
         config=EnforcerConfig(
             batch_limit=settings.enforce_batch_limit,
             recheck_max_s=settings.enforce_recheck_max_s,
@@ -141,6 +185,12 @@ def _enforcer(
             deadline_s=settings.default_deadline_s,
         ),
     )
+
+
+def _run_of(run: Run | None) -> Run:
+    if run is None:
+        raise ProviderError("a look at the run answered with no body", should_retry=True)
+    return run
 
 
 def _limited(limiter: RateLimiter, fn: Callable[[], T]) -> T:

@@ -96,7 +96,7 @@ class MessageFormat:
         return "".join(
             (
                 p[0], body.decode("ascii"), p[1], job_id, p[2], job_id, p[3],
-                job_id, " ", job.thread_id, "/", job.run_id, p[4], job_id, p[5],
+                job_id, " ", job.thread_id or "-", "/", job.run_id, p[4], job_id, p[5],
                 _delivery_tag(), p[6],
             )
         )  # fmt: skip

@@ -11,6 +11,7 @@ import redis
 
 from orchestrator.core.settings import Settings
 from orchestrator.service import producer as _service
+from orchestrator.service.connections import Connections
 from orchestrator.store.client import redis_client
 from workers.fastqueue import FastCeleryQueue
 
@@ -22,10 +23,19 @@ class Producer(_service.Producer):
 
     queue: FastCeleryQueue
 
-    def __init__(self, settings: Settings, *, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: redis.Redis | None = None,
+        connections: Connections | None = None,
+    ) -> None:
         # An operator's command should fail fast, not ride out a Redis restart like a worker.
         shared = client or redis_client(settings, max_connections=8, retries=2)
-        super().__init__(settings, FastCeleryQueue(settings, client=shared), client=shared)
+        super().__init__(
+            settings, FastCeleryQueue(settings, client=shared), client=shared,
+            connections=connections,
+        )  # fmt: skip
         self._owns_shared = client is None
 
     def worker_answers(self, name: str, *, timeout_s: float = 0.5) -> bool:

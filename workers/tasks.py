@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from orchestrator.core.errors import JobInterrupted
 from orchestrator.core.logs import job_context
 from orchestrator.core.models import CancelJob
-from orchestrator.service.execution import execute
+from orchestrator.service.execution import execute, reject
 from orchestrator.store.deadletters import DeadLetters
 from orchestrator.store.outages import is_redis_outage
 from workers.app import ENFORCE_TASK
@@ -66,12 +66,15 @@ def cancel_run(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any
     dead-letter list and refused, never retried."""
     parsed = _parse(self, args, kwargs)
     context = get_context()
+    lifecycle = context.lifecycles.get(parsed.provider)
+    if lifecycle is None:
+        return _unknown_connection(self, parsed)
     with job_context(parsed.job_id, parsed.run_id, parsed.thread_id):
         try:
             with context.hand_over.job():
                 outcome = execute(
                     parsed,
-                    lifecycle=context.lifecycles[parsed.provider],
+                    lifecycle=lifecycle,
                     store=context.store,
                     clock=time.time,
                     sleep=time.sleep,
@@ -84,6 +87,26 @@ def cancel_run(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any
             if is_redis_outage(exc):
                 _hand_back(exc)
             _park_refused(self, parsed, exc)
+    return outcome.to_json_dict()
+
+
+def _unknown_connection(task: Task[Any, Any], job: CancelJob) -> dict[str, Any]:
+    """A job for a connection this worker was not configured with: parked where an operator
+    looks (to fix runctl.toml and queue it again), and ended `rejected` with the reason, so
+    that it has its one outcome and `runctl audit` stays clean. Never retried."""
+    context = get_context()
+    reason = (
+        f"provider: no connection named {job.provider!r} on this worker; "
+        f"known: {', '.join(context.lifecycles)}"
+    )
+    log.error("%s; parking the job", reason)
+    try:
+        DeadLetters(context.redis).park(
+            reason, body=job.model_dump_json(), task=CANCEL_TASK, message_id=task.request.id
+        )
+        outcome = reject(job, reason, store=context.store, clock=time.time)
+    except redis.RedisError as exc:
+        _hand_back(exc)
     return outcome.to_json_dict()
 
 

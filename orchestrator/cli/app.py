@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from orchestrator.cli import bulk, jobs, notify, policy, processes
+from orchestrator.cli import bulk, jobs, notify, policy, processes, providers
 from orchestrator.cli.console import EXIT_BAD_INPUT, err
 from orchestrator.core.errors import InvalidInput, RunctlError
 
@@ -22,7 +22,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
-    help="Stop runs of Assistants-protocol agent platforms, one at a time or in bulk.",
+    help="Stop runs of LLM agent platforms (Assistants, Azure, LangGraph, Responses), one "
+    "at a time or in bulk.",
 )
 
 app.command()(processes.worker)
@@ -41,6 +42,7 @@ app.command("track-thread")(policy.track_thread)
 app.command("enforce")(policy.enforce)
 app.command("events")(policy.events)
 app.command("beat")(processes.beat)
+app.add_typer(providers.providers_app, name="providers")
 
 
 def main() -> None:

@@ -24,10 +24,10 @@ from orchestrator.cli.console import (
     print_line,
     who,
 )
+from orchestrator.core.connections import Connection
 from orchestrator.core.durations import parse_duration_s
 from orchestrator.core.errors import InvalidInput, RunctlError
-from orchestrator.core.models import Provider, Result
-from orchestrator.providers.base import ASSISTANTS_DIALECT
+from orchestrator.core.models import Result
 from orchestrator.service.targets import (
     Problem,
     Target,
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 # Only what `--help` needs is imported above: Redis, rich's progress and the discovery are
 # loaded by the commands that use them, so that every command starts fast.
-DEFAULT_STATUSES = ASSISTANTS_DIALECT.live  # as service.discovery's
 IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"  # a report row's result for a run not queued again
 bulk_app = typer.Typer(
     no_args_is_help=True, help="Follow, abort and report bulk jobs.", rich_markup_mode=None
@@ -58,7 +57,14 @@ DISCOVERY_DEADLINE_S = 60.0
 
 def bulk_cancel(
     file: Annotated[
-        str | None, typer.Argument(help="JSON lines or CSV (thread_id,run_id[,reason]); - = stdin.")
+        str | None,
+        typer.Argument(
+            help="JSON lines or CSV ([thread_id,]run_id[,reason][,provider]); - = stdin."
+        ),
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(help="The connection of runs that name none (runctl providers)."),
     ] = None,
     thread: Annotated[
         list[str] | None, typer.Option("--thread", help="Cancel this thread's matching runs.")
@@ -67,8 +73,9 @@ def bulk_cancel(
         Path | None, typer.Option(help="Thread ids, one per line, to list runs from.")
     ] = None,
     status: Annotated[
-        str, typer.Option(help="With threads: statuses to cancel, comma-separated.")
-    ] = ",".join(sorted(DEFAULT_STATUSES)),
+        str | None,
+        typer.Option(help="With threads: statuses to cancel, comma-separated (default: live)."),
+    ] = None,
     older_than: Annotated[
         str | None, typer.Option(help="With threads: only runs created this long ago (30m).")
     ] = None,
@@ -93,12 +100,16 @@ def bulk_cancel(
         raise InvalidInput("rate", "must be more than 0 requests per second", rate)
     if deadline is not None and deadline <= 0:
         raise InvalidInput("deadline", "must be more than 0 seconds", deadline)
-    targets = _targets(settings, file, thread or [], threads_file, status, older_than)
+    from orchestrator.service.connections import load_connections
+
+    connections = load_connections(settings)
+    connection = connections.resolve(provider)  # an unknown name stops here (exit 2)
+    targets = _targets(settings, connection, file, thread or [], threads_file, status, older_than)
     if dry_run:
         raise typer.Exit(_dry_run(targets, json_output))
     from workers.producer import Producer
 
-    producer = Producer(settings)
+    producer = Producer(settings, connections=connections)
     try:
         with _QueueingBar(producer, json_output=json_output) as bar:
             bulk_id = producer.bulk_cancel(
@@ -111,6 +122,7 @@ def bulk_cancel(
                 rate_limit_rps=rate,
                 on_start=bar.start,
                 on_batch=bar.advance,
+                provider=connection.name,
                 force=force,
             )
         record = _record(producer, bulk_id)
@@ -179,8 +191,9 @@ def report_command(
 def _write_report(
     producer: Producer, bulk_id: str, stream: TextIO, json_output: bool, csv_output: bool
 ) -> None:
+    # `provider` (the connection) comes last: scripts reading the older columns still work.
     columns = ["job_id", "thread_id", "run_id", "result", "final_status", "cancel_attempts",
-               "polls", "duration_s", "error_status", "error_message"]  # fmt: skip
+               "polls", "duration_s", "error_status", "error_message", "provider"]  # fmt: skip
     writer = csv.writer(stream) if csv_output or not json_output else None
     if writer is not None:
         writer.writerow(columns)
@@ -189,26 +202,28 @@ def _write_report(
             stream.write(outcome.model_dump_json() + "\n")
             continue
         error = outcome.error
-        writer.writerow([outcome.job_id, outcome.thread_id, outcome.run_id, outcome.result.value,
-                         outcome.final_status or "", outcome.cancel_attempts, outcome.polls,
-                         outcome.duration_s, error.http_status if error else "",
-                         error.message if error else ""])  # fmt: skip
+        writer.writerow([outcome.job_id, outcome.thread_id or "", outcome.run_id,
+                         outcome.result.value, outcome.final_status or "",
+                         outcome.cancel_attempts, outcome.polls, outcome.duration_s,
+                         error.http_status if error else "", error.message if error else "",
+                         outcome.provider])  # fmt: skip
     # Runs another job was already cancelling: their outcome is that job's (`runctl status`).
     for row in producer.bulks.elsewhere(bulk_id):
         if writer is None:
             stream.write(json.dumps({IN_FLIGHT_ELSEWHERE: row.model_dump()}) + "\n")
             continue
         note = f"already being cancelled by job {row.job_id}"
-        writer.writerow([row.job_id, row.thread_id, row.run_id, IN_FLIGHT_ELSEWHERE,
-                         "", "", "", "", "", note])  # fmt: skip
+        writer.writerow([row.job_id, row.thread_id or "", row.run_id, IN_FLIGHT_ELSEWHERE,
+                         "", "", "", "", "", note, row.provider])  # fmt: skip
 
 
 def _targets(
     settings: Settings,
+    connection: Connection,
     file: str | None,
     threads: list[str],
     threads_file: Path | None,
-    status: str,
+    status: str | None,
     older_than: str | None,
 ) -> Iterator[Target | Problem]:
     if file is not None and (threads or threads_file):
@@ -218,12 +233,24 @@ def _targets(
         return read_targets(stream)
     if not threads and threads_file is None:
         raise InvalidInput("FILE", "give a file (or -), or --thread / --threads-file")
+    from orchestrator.providers.registry import spec_of
+
+    spec = spec_of(connection.kind)
+    if not spec.can_list:
+        raise InvalidInput(
+            "provider", f"{spec.kind} cannot list runs: give a file of run ids instead"
+        )
     thread_ids = [*threads, *(read_thread_ids(_open(str(threads_file))) if threads_file else [])]
-    return _discover(settings, thread_ids, status, older_than)
+    live = ",".join(sorted(spec.dialect.live))
+    return _discover(settings, connection, thread_ids, status or live, older_than)
 
 
 def _discover(
-    settings: Settings, thread_ids: list[str], status: str, older_than: str | None
+    settings: Settings,
+    connection: Connection,
+    thread_ids: list[str],
+    status: str,
+    older_than: str | None,
 ) -> Iterator[Target | Problem]:
     statuses = frozenset(s.strip() for s in status.split(",") if s.strip())
     if not statuses:
@@ -234,12 +261,14 @@ def _discover(
         raise InvalidInput("older-than", str(exc), older_than) from None
     from orchestrator.core.retrying import RetryPolicy
     from orchestrator.providers import make_provider
+    from orchestrator.providers.base import BuildOptions
     from orchestrator.service.discovery import discover
     from orchestrator.store.client import redis_client
     from orchestrator.store.ratelimit import limited_call, rate_limiter
 
-    provider = make_provider(Provider.ASSISTANTS, settings, max_connections=4)
-    limiter = rate_limiter(redis_client(settings, max_connections=2), settings, Provider.ASSISTANTS)
+    options = BuildOptions(4, settings.read_timeout_s, settings.connect_timeout_s)
+    provider = make_provider(connection, options)
+    limiter = rate_limiter(redis_client(settings, max_connections=2), settings, connection)
 
     def call(fn: Callable[[], RunPage]) -> RunPage:
         return limited_call(
@@ -254,20 +283,23 @@ def _discover(
 
 
 def _dry_run(targets: Iterator[Target | Problem], json_output: bool) -> int:
-    runs: set[tuple[str, str]] = set()
+    runs: set[tuple[str | None, str | None, str]] = set()
     problems = 0
     for item in targets:
         if isinstance(item, Problem):
             problems += 1
             _print_problem(item, json_output)
             continue
-        repeated = (item.thread_id, item.run_id) in runs
-        runs.add((item.thread_id, item.run_id))
+        key = (item.provider, item.thread_id, item.run_id)
+        repeated = key in runs
+        runs.add(key)
+        shown = " ".join(i for i in key if i)
         print_line(
             json_output,
-            {"would_cancel": {"thread_id": item.thread_id, "run_id": item.run_id,
-                              "source": item.source, "repeated": repeated}},
-            f"would cancel {item.thread_id} {item.run_id} ({item.source})"
+            {"would_cancel": {"provider": item.provider, "thread_id": item.thread_id,
+                              "run_id": item.run_id, "source": item.source,
+                              "repeated": repeated}},
+            f"would cancel {shown} ({item.source})"
             + (" (repeated)" if repeated else ""),
         )  # fmt: skip
     print_line(

@@ -17,12 +17,18 @@ from orchestrator.cli.console import (
     producer,
     who,
 )
+from orchestrator.core.errors import InvalidInput
 from orchestrator.core.models import Outcome
 
 
 def cancel(
-    thread_id: str,
-    run_id: str,
+    ids: Annotated[
+        list[str],
+        typer.Argument(metavar="[THREAD_ID] RUN_ID", help="A kind without threads: RUN_ID alone."),
+    ],
+    provider: Annotated[
+        str | None, typer.Option(help="The connection (runctl providers); default openai.")
+    ] = None,
     reason: Annotated[str, typer.Option(help="Why; kept in the outcome.")] = "",
     deadline: Annotated[
         float | None, typer.Option(help="Seconds the worker may spend on it.")
@@ -40,12 +46,13 @@ def cancel(
     ] = False,
 ) -> None:
     """Queue a cancel of one run and print its job id (with --wait, its outcome)."""
+    thread_id, run_id = split_ids(ids)
     queue = producer()
     try:
         fields: dict[str, object] = {"reason": reason, "requested_by": who()}
         if deadline is not None:
             fields["deadline_s"] = deadline
-        submitted = queue.cancel(thread_id, run_id, force=force, **fields)
+        submitted = queue.cancel(thread_id, run_id, provider=provider, force=force, **fields)
         if json_output:
             print_json_line({"job_id": submitted.job_id, "duplicate": submitted.duplicate})
         else:
@@ -120,15 +127,25 @@ def dead_letters(
                       markup=False, highlight=False)  # fmt: skip
 
 
+def split_ids(ids: list[str]) -> tuple[str | None, str]:
+    """`[THREAD_ID] RUN_ID` as (thread id or None, run id)."""
+    if len(ids) == 1:
+        return None, ids[0]
+    if len(ids) == 2:
+        return ids[0], ids[1]
+    raise InvalidInput("THREAD_ID RUN_ID", "give a run id, after its thread id if it has one")
+
+
 def print_outcome(outcome: Outcome, json_output: bool) -> None:
     if json_output:
         print(outcome.model_dump_json(), flush=True)
         return
     status = f" final_status={outcome.final_status}" if outcome.final_status else ""
     error = f" error={outcome.error.http_status}:{outcome.error.message}" if outcome.error else ""
+    run = f"{outcome.thread_id}/{outcome.run_id}" if outcome.thread_id else outcome.run_id
     out.print(
-        f"{outcome.finished_at:%H:%M:%S} {outcome.result.value:<16} {outcome.thread_id}/"
-        f"{outcome.run_id}{status} attempts={outcome.cancel_attempts} polls={outcome.polls} "
+        f"{outcome.finished_at:%H:%M:%S} {outcome.result.value:<16} {outcome.provider} "
+        f"{run}{status} attempts={outcome.cancel_attempts} polls={outcome.polls} "
         f"{outcome.duration_s:.2f}s{error}",
         markup=False,
         highlight=False,

@@ -4,7 +4,6 @@ over timeout enforcement."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -19,6 +18,7 @@ from orchestrator.cli.console import (
     out,
     print_line,
 )
+from orchestrator.cli.jobs import split_ids
 from orchestrator.core.errors import InvalidInput, RunctlError
 
 policy_app = typer.Typer(
@@ -43,20 +43,33 @@ def policy_check(file: Path) -> None:
     out.print(f"{file}: ok")
 
 
-def track(thread_id: str, run_id: str) -> None:
+ProviderOption = Annotated[
+    str | None, typer.Option(help="The connection (runctl providers); default openai.")
+]
+
+
+def track(
+    ids: Annotated[list[str], typer.Argument(metavar="[THREAD_ID] RUN_ID")],
+    provider: ProviderOption = None,
+) -> None:
     """Have the enforcer watch a run (producers call this as they create runs)."""
-    from orchestrator.store.tracking import Tracker
+    thread_id, run_id = split_ids(ids)
+    queue = console.producer()
+    try:
+        added = queue.track(thread_id, run_id, provider=provider)
+    finally:
+        queue.close()
+    shown = " ".join(i for i in (thread_id, run_id) if i)
+    out.print(f"tracking {shown}" + ("" if added else " (already tracked)"))
 
-    tracker = Tracker(operator_redis())
-    added = tracker.track(thread_id, run_id, now_s=time.time())
-    out.print(f"tracking {thread_id} {run_id}" + ("" if added else " (already tracked)"))
 
-
-def track_thread(thread_id: str) -> None:
+def track_thread(thread_id: str, provider: ProviderOption = None) -> None:
     """Have the enforcer list this thread's runs on every pass."""
-    from orchestrator.store.tracking import Tracker
-
-    added = Tracker(operator_redis()).watch_thread(thread_id)
+    queue = console.producer()
+    try:
+        added = queue.track_thread(thread_id, provider=provider)
+    finally:
+        queue.close()
     out.print(f"watching thread {thread_id}" + ("" if added else " (already watched)"))
 
 
@@ -122,4 +135,5 @@ def _describe(event: dict[str, Any]) -> str:
     run = event.get("run", {})
     detail = {k: v for k, v in event.items() if k not in {"action", "run", "at"}}
     extras = " ".join(f"{k}={v}" for k, v in detail.items())
-    return f"{event['action']:<10} {run.get('thread_id')}/{run.get('run_id')} {extras}"
+    where = "/".join(str(run[k]) for k in ("provider", "thread_id", "run_id") if run.get(k))
+    return f"{event['action']:<10} {where} {extras}"

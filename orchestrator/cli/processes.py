@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.console import err, get_settings, out
-from orchestrator.core.errors import ConfigurationError
 
 
 def worker(
@@ -26,9 +25,10 @@ def worker(
     ] = None,
 ) -> None:
     """Start a worker: one process keeps many cancellations in flight (gevent pool)."""
+    from orchestrator.service.connections import check_workers_can_start, load_connections
+
     settings = get_settings()
-    if settings.api_key is None:
-        raise ConfigurationError("OPENAI_API_KEY is not set: a worker needs the provider's key")
+    check_workers_can_start(load_connections(settings), os.environ)
     slots = concurrency or settings.worker_concurrency
     # The worker sizes its HTTP pool from this setting: keep it equal to the pool's slots.
     os.environ["RUNCTL_WORKER_CONCURRENCY"] = str(slots)
@@ -70,7 +70,7 @@ def simulator(
         float | None, typer.Option(help="New runs complete after this; default never.")
     ] = None,
 ) -> None:
-    """Serve a stand-in Assistants API (runs, cancel, faults) for demos and tests."""
+    """Serve a stand-in API of every kind (runs, cancel, faults) for demos and tests."""
     from orchestrator.devkit.simulator import SimulatorConfig, serve
 
     config = SimulatorConfig(
@@ -84,7 +84,13 @@ def simulator(
         cancel_settle_max_s=cancel_settle_max_s,
         run_duration_s=run_duration_s,
     )
-    err.print(f"simulator on http://{host}:{port}/v1 (key: the --api-key value)")
+    root = f"http://{host}:{port}"
+    err.print(
+        f"simulator on {root}/v1 (openai-assistants, openai-responses), {root}/azure "
+        f"(azure-openai-assistants), {root}/foundry (azure-ai-agents), {root}/langgraph "
+        "(langgraph); key: the --api-key value",
+        markup=False,
+    )
     serve(config, host=host, port=port)
 
 

@@ -149,6 +149,7 @@ class Lifecycle:
     gate: Gate = field(default_factory=lambda: OPEN_GATE)
     cancel_backlog_s: float = 2.0  # a cancel reserves a slot at most this far ahead
     first_turn_wait_max_s: float = 3000.0  # the longest a job waits in line for its first
+    kind: str | None = None  # the connection's kind, reported in each outcome
     schedule: PollSchedule | None = None  # None: today's cadence (`poll_policy`) alone
 
     def run(
@@ -237,6 +238,8 @@ class Lifecycle:
             )
         except ProviderError as error:
             dialect = self.provider.dialect
+            if error.http_status == 404 and dialect.look_after_missing_cancel:
+                return self._look_after_missing(job, deadline_at, state, error)
             status = state.saw(error.refused_status)
             if status is not None and status == dialect.cancelling:
                 state.accept_cancel()  # an earlier cancel landed (its answer was lost)
@@ -248,10 +251,36 @@ class Lifecycle:
             return _failure(error, status)
         state.accept_cancel()
         state.accepted_at = state.sent_at
+        if reply.run is None:  # accepted with no body (langgraph's 202): poll to see
+            return _Seen(None, reply.poll_after_s)
         state.saw(reply.run.status)
         if self.provider.dialect.is_terminal(reply.run.status):
             return _Step(self._result_for(reply.run.status), reply.run.status, run=reply.run)
         return _Seen(reply.run.status, reply.poll_after_s)
+
+    def _look_after_missing(
+        self, job: CancelJob, deadline_at: float, state: _State, error: ProviderError
+    ) -> _Step:
+        """The cancel answered 404, which this dialect also says of a finished run: one
+        look tells a run that ended (its status decides) from one that never existed."""
+        try:
+            run = self._look(job, deadline_at, state)
+        except ProviderError as look_error:
+            return _failure(error if look_error.http_status == 404 else look_error, None)
+        state.saw(run.status)
+        if self.provider.dialect.is_terminal(run.status):
+            return _Step(self._result_for(run.status), run.status, run=run)
+        return _failure(error, run.status)  # live, yet nothing to cancel: report the 404
+
+    def _look(self, job: CancelJob, deadline_at: float, state: _State) -> Run:
+        reply = self._call(
+            job,
+            lambda: self.provider.retrieve(job.thread_id, job.run_id),
+            deadline_at,
+            on_attempt=state.count_poll,
+            state=state,
+        )
+        return _run_of(reply)
 
     def _look_once(
         self, job: CancelJob, deadline_at: float, state: _State, error: ProviderError
@@ -259,13 +288,15 @@ class Lifecycle:
         """After the cancel's retries ran out: one look, since a cancel may have landed
         although no answer came back."""
         try:
-            run = self._request(
-                job,
-                lambda: self.provider.retrieve(job.thread_id, job.run_id),
-                deadline_at,
-                state.count_poll,
-                state,
-            ).run
+            run = _run_of(
+                self._request(
+                    job,
+                    lambda: self.provider.retrieve(job.thread_id, job.run_id),
+                    deadline_at,
+                    state.count_poll,
+                    state,
+                )
+            )
         except ProviderError:
             return _failure(error, None)
         state.saw(run.status)
@@ -296,16 +327,20 @@ class Lifecycle:
                     on_attempt=state.count_poll,
                     state=state,
                 )
+                run = _run_of(reply)
             except ProviderError as error:
+                vanished = self.provider.dialect.vanished
+                if error.http_status == 404 and vanished and state.progress.cancel_accepted:
+                    return _Step(Result.CANCELLED, vanished)  # our rollback deleted it
                 if not is_retryable(error):
                     return _failure(error, seen.status)
                 # Retries ran out before the deadline: keep looking, at the pace it asked.
                 last_error, seen = error, _Seen(seen.status, error.retry_after_s)
                 continue
-            last_error, seen = None, _Seen(state.saw(reply.run.status), reply.poll_after_s)
-            if self.provider.dialect.is_terminal(reply.run.status):
+            last_error, seen = None, _Seen(state.saw(run.status), reply.poll_after_s)
+            if self.provider.dialect.is_terminal(run.status):
                 self._learn(state)
-                return _Step(self._result_for(reply.run.status), seen.status, run=reply.run)
+                return _Step(self._result_for(run.status), seen.status, run=run)
             state.pending_at = state.sent_at
             state.looks += 1
         if last_error is not None:
@@ -417,6 +452,8 @@ class Lifecycle:
         finished_at = datetime.fromtimestamp(self.clock(), UTC)
         return Outcome(
             job_id=job.job_id,
+            provider=job.provider,
+            kind=self.kind,
             thread_id=job.thread_id,
             run_id=job.run_id,
             result=step.result,
@@ -474,6 +511,13 @@ class _State:
 
     def accept_cancel(self) -> None:
         self._save(replace(self.progress, cancel_accepted=True))
+
+
+def _run_of(reply: ProviderReply) -> Run:
+    """The run a look returned; a look with no body is a transient fault (a proxy's page)."""
+    if reply.run is None:
+        raise ProviderError("a look at the run answered with no body", should_retry=True)
+    return reply.run
 
 
 def _failure(error: ProviderError, status: str | None) -> _Step:

@@ -18,9 +18,9 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 @contextmanager
-def job_context(job_id: str, run_id: str, thread_id: str) -> Iterator[None]:
+def job_context(job_id: str, run_id: str, thread_id: str | None) -> Iterator[None]:
     """Every log line inside this block names the job and its run."""
-    token = _job.set({"job_id": job_id, "run_id": run_id, "thread_id": thread_id})
+    token = _job.set({"job_id": job_id, "run_id": run_id, "thread_id": thread_id or ""})
     try:
         yield
     finally:

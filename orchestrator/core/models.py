@@ -33,10 +33,33 @@ SafeId = Annotated[str, AfterValidator(_check_id)]
 """An id that is safe to put in a URL path segment: it cannot climb, split or escape."""
 
 
-class Provider(StrEnum):
-    """The API dialect a job speaks; one module in `orchestrator.providers` per member."""
+class Kind(StrEnum):
+    """The API dialect a connection speaks; one module in `orchestrator.providers` each."""
 
-    ASSISTANTS = "assistants"  # OpenAI Assistants v2 and compatible servers
+    OPENAI_ASSISTANTS = "openai-assistants"  # Assistants v2 and compatible servers
+    AZURE_OPENAI_ASSISTANTS = "azure-openai-assistants"  # classic Azure OpenAI Assistants
+    AZURE_AI_AGENTS = "azure-ai-agents"  # Azure AI Foundry Agent Service
+    LANGGRAPH = "langgraph"  # LangGraph Platform / self-hosted langgraph-api
+    OPENAI_RESPONSES = "openai-responses"  # Responses in background mode: no threads
+
+
+CONNECTION_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CONNECTION_RULE = "must be 1 to 64 characters, each one of A-Z a-z 0-9 _ -"
+DEFAULT_CONNECTION = "openai"
+"""The connection built from the OPENAI_* variables when runctl.toml names none."""
+_LEGACY_PROVIDER = "assistants"  # what jobs queued before named connections carry
+
+
+def _check_connection(value: str) -> str:
+    if value == _LEGACY_PROVIDER:
+        return DEFAULT_CONNECTION
+    if not CONNECTION_PATTERN.fullmatch(value):
+        raise ValueError(CONNECTION_RULE)
+    return value
+
+
+ConnectionName = Annotated[str, AfterValidator(_check_connection)]
+"""The name of a `[providers.<name>]` table: which connection a job goes through."""
 
 
 class Result(StrEnum):
@@ -64,14 +87,16 @@ def new_job_id() -> str:
 class CancelJob(BaseModel):
     """A request to stop one run. This, and only this, travels on the queue.
 
-    It carries no credential: workers read the API key from their own environment.
+    It carries no credential, only the connection's name: workers read the key from their
+    own environment. `thread_id` is None for a kind without threads (Responses), whose
+    run is named by its id alone.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     job_id: SafeId = Field(default_factory=new_job_id)
-    provider: Provider = Provider.ASSISTANTS
-    thread_id: SafeId
+    provider: ConnectionName = DEFAULT_CONNECTION
+    thread_id: SafeId | None = None
     run_id: SafeId
     reason: str = Field(default="", max_length=500)
     requested_by: str = Field(default="", max_length=200)
@@ -133,12 +158,18 @@ class ErrorDetail(BaseModel):
 
 
 class Outcome(BaseModel):
-    """What happened to one job: published exactly once."""
+    """What happened to one job: published exactly once.
+
+    `provider` is the connection's name and `kind` its dialect; `final_status` is the
+    provider's own word (e.g. langgraph's `interrupted`).
+    """
 
     model_config = ConfigDict(frozen=True)
 
     job_id: str
-    thread_id: str
+    provider: str = DEFAULT_CONNECTION
+    kind: str | None = None
+    thread_id: str | None = None
     run_id: str
     result: Result
     final_status: str | None = None

@@ -34,14 +34,15 @@ from pydantic import (
 
 from orchestrator.core.durations import parse_duration_s
 from orchestrator.core.errors import RunctlError
-from orchestrator.core.models import Run
+from orchestrator.core.models import DEFAULT_CONNECTION, Run
 
-# The statuses a rule may give a budget, in the Assistants family's words (the policy
-# language's vocabulary; a run in any other status is not judged).
+# The statuses a rule may give a budget, in the providers' own words: the Assistants
+# family's and Responses' (queued, in_progress, requires_action) and langgraph's (pending,
+# running). A run in any other status is not judged.
 M = TypeVar("M", bound=BaseModel)
 
-QUEUED = "queued"
-WATCHABLE = frozenset({QUEUED, "in_progress", "requires_action"})
+QUEUED = frozenset({"queued", "pending"})  # waiting to start: its age counts from creation
+WATCHABLE = frozenset({*QUEUED, "in_progress", "requires_action", "running"})
 _RULE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -72,12 +73,15 @@ class Match(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    provider: str | None = None  # the connection's name
     assistant_id: str | None = None
     model: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     thread_prefix: str | None = None
 
-    def matches(self, run: Run, thread_id: str) -> bool:
+    def matches(self, run: Run, thread_id: str, provider: str = DEFAULT_CONNECTION) -> bool:
+        if self.provider is not None and provider != self.provider:
+            return False
         if self.assistant_id is not None and run.assistant_id != self.assistant_id:
             return False
         if self.model is not None and run.model != self.model:
@@ -118,8 +122,10 @@ class PolicySet(BaseModel):
     notifier: dict[str, Any] = Field(default_factory=dict)
     notify: list[dict[str, Any]] = Field(default_factory=list)
 
-    def first_match(self, run: Run, thread_id: str) -> Rule | None:
-        return next((r for r in self.rule if r.match.matches(run, thread_id)), None)
+    def first_match(
+        self, run: Run, thread_id: str, provider: str = DEFAULT_CONNECTION
+    ) -> Rule | None:
+        return next((r for r in self.rule if r.match.matches(run, thread_id, provider)), None)
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,14 @@ class Verdict:
         return self.age_s > self.budget_s
 
 
-def judge(policies: PolicySet, run: Run, thread_id: str, now_s: float) -> Verdict | None:
+def judge(
+    policies: PolicySet,
+    run: Run,
+    thread_id: str,
+    now_s: float,
+    *,
+    provider: str = DEFAULT_CONNECTION,
+) -> Verdict | None:
     """The verdict for a run, or None when no rule gives its status a budget.
 
     A run's age in `queued` counts from `created_at`; in `in_progress` and
@@ -162,11 +175,11 @@ def judge(policies: PolicySet, run: Run, thread_id: str, now_s: float) -> Verdic
     """
     if run.status not in WATCHABLE:
         return None
-    rule = policies.first_match(run, thread_id)
+    rule = policies.first_match(run, thread_id, provider)
     budget = None if rule is None else rule.budget_s(run.status)
     if rule is None or budget is None:
         return None
-    since = run.created_at if run.status == QUEUED else run.started_at
+    since = run.created_at if run.status in QUEUED else run.started_at
     since = since if since is not None else run.created_at
     if since is None:
         return None
@@ -178,21 +191,26 @@ def load_policies(text: str) -> PolicySet:
     problems = check_policies(text)
     if problems:
         raise PolicyError(problems)
-    return PolicySet.model_validate(tomllib.loads(text))
+    return PolicySet.model_validate(_rules_only(tomllib.loads(text)))
 
 
 def parse_toml_model(
-    text: str, model: type[M], problem: Callable[[str, Any], PolicyProblem]
+    text: str,
+    model: type[M],
+    problem: Callable[[str, Any], PolicyProblem],
+    *,
+    select: Callable[[dict[str, Any]], dict[str, Any]] = lambda data: data,
 ) -> M | list[PolicyProblem]:
     """`text` (a TOML file) as `model`, or its problems: a syntax error with its line, or
-    each validation error as `problem(text, error)` places it."""
+    each validation error as `problem(text, error)` places it. `select` picks the tables
+    `model` reads (runctl.toml holds more than one concern)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
         return [PolicyProblem(int(line.group(1)) if line else None, "toml", str(exc))]
     try:
-        return model.model_validate(data)
+        return model.model_validate(select(data))
     except ValidationError as exc:
         return [problem(text, error) for error in exc.errors()]
 
@@ -205,7 +223,7 @@ def table_line(text: str, header: str, index: int) -> int | None:
 
 def check_policies(text: str) -> list[PolicyProblem]:
     """Every problem of a policy file, each with its line (when it can be found) and field."""
-    policies = parse_toml_model(text, PolicySet, _problem)
+    policies = parse_toml_model(text, PolicySet, _problem, select=_rules_only)
     if isinstance(policies, list):
         return policies
     names = [r.name for r in policies.rule]
@@ -214,6 +232,11 @@ def check_policies(text: str) -> list[PolicyProblem]:
         for i, name in enumerate(names)
         if name in names[:i]
     ]
+
+
+def _rules_only(data: dict[str, Any]) -> dict[str, Any]:
+    """runctl.toml also holds the connections (`[providers.*]`): not the policies' business."""
+    return {k: v for k, v in data.items() if k != "providers"}
 
 
 def _problem(text: str, error: Any) -> PolicyProblem:

@@ -22,6 +22,12 @@ class Dialect:
     cancelled: str  # the terminal status a cancel of ours leads to
     cancelling: str | None  # a cancel landed and is settling (not terminal), if it has one
     live: frozenset[str]  # a run worth stopping: what discovery lists by default
+    # A 404 on cancel is ambiguous (langgraph answers it for a finished run and for one that
+    # never existed): look at the run, then decide.
+    look_after_missing_cancel: bool = False
+    # Our cancel deletes the run (langgraph's rollback): a 404 after it is the cancel
+    # succeeding, reported with this final_status; None: a 404 means not found.
+    vanished: str | None = None
 
     def is_terminal(self, status: str | None) -> bool:
         return status is not None and status in self.terminal
@@ -29,9 +35,13 @@ class Dialect:
 
 @dataclass(frozen=True, slots=True)
 class ProviderReply:
-    """A run as the provider returned it, with the polling hint it sent (if any)."""
+    """A run as the provider returned it, with the polling hint it sent (if any).
 
-    run: Run
+    `run` is None when the provider accepted a cancel with no body (langgraph's 202): the
+    lifecycle then polls to learn where the run went.
+    """
+
+    run: Run | None
     poll_after_s: float | None = None
 
 
@@ -90,9 +100,9 @@ class RunsProvider(Protocol):
     @property
     def dialect(self) -> Dialect: ...
 
-    def cancel(self, thread_id: str, run_id: str) -> ProviderReply: ...
+    def cancel(self, thread_id: str | None, run_id: str) -> ProviderReply: ...
 
-    def retrieve(self, thread_id: str, run_id: str) -> ProviderReply: ...
+    def retrieve(self, thread_id: str | None, run_id: str) -> ProviderReply: ...
 
     def list_runs(
         self, thread_id: str, *, after: str | None = None, limit: int = 100

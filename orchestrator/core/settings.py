@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("OPENAI_PROJECT_ID", "RUNCTL_PROJECT_ID")
     )
 
+    # runctl.toml: the named connections (`[providers.<name>]`) and the policy rules.
+    config_file: str = Field(
+        default="runctl.toml", validation_alias=AliasChoices("RUNCTL_CONFIG", "config")
+    )
+
     # --- Redis and the queue ---------------------------------------------------------------
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
     queue_name: str = "runctl"

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.core.errors import ConfigurationError, InvalidInput
-from orchestrator.core.models import Provider, Result
+from orchestrator.core.models import ConnectionName, Result
 from orchestrator.core.policies import (
     DurationS,
     PolicyError,
@@ -79,7 +79,7 @@ class Subscription(BaseModel):
     secret_env: str | None = None
     events: tuple[EventType, ...] = ()
     results: tuple[Result, ...] = ()
-    providers: tuple[Provider, ...] = ()
+    providers: tuple[ConnectionName, ...] = ()  # connection names (runctl providers)
     bulk_ids: tuple[str, ...] = ()
 
     @field_validator("secret_env")

@@ -10,7 +10,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orchestrator.providers.assistants import AssistantsProvider
     from orchestrator.providers.base import (
         Dialect,
         ProviderError,
@@ -19,17 +18,24 @@ if TYPE_CHECKING:
         RunPage,
         RunsProvider,
     )
-    from orchestrator.providers.registry import make_provider
+    from orchestrator.providers.registry import (
+        check_connection,
+        check_ids,
+        make_provider,
+        spec_of,
+    )
 
 _HOME_OF = {
-    "AssistantsProvider": "orchestrator.providers.assistants",
     "Dialect": "orchestrator.providers.base",
     "ProviderError": "orchestrator.providers.base",
     "ProviderReply": "orchestrator.providers.base",
     "ProviderUnreachable": "orchestrator.providers.base",
     "RunPage": "orchestrator.providers.base",
     "RunsProvider": "orchestrator.providers.base",
+    "check_connection": "orchestrator.providers.registry",
+    "check_ids": "orchestrator.providers.registry",
     "make_provider": "orchestrator.providers.registry",
+    "spec_of": "orchestrator.providers.registry",
 }
 
 
@@ -43,12 +49,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AssistantsProvider",
     "Dialect",
     "ProviderError",
     "ProviderReply",
     "ProviderUnreachable",
     "RunPage",
     "RunsProvider",
+    "check_connection",
+    "check_ids",
     "make_provider",
+    "spec_of",
 ]

@@ -35,6 +35,7 @@ class ShardedClient:
         read_timeout_s: float,
         connect_timeout_s: float,
         params: dict[str, str] | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
         shard_count = max(1, math.ceil(max_connections / CONNECTIONS_PER_SHARD))
         tls = httpx.create_ssl_context()  # one for all shards: each costs a CA bundle load
@@ -44,6 +45,7 @@ class ShardedClient:
                 base_url=base_url.rstrip("/") + "/",
                 headers={"User-Agent": USER_AGENT, **headers},
                 params=params,
+                auth=auth,
                 verify=tls,
                 timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
                 limits=httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard),

@@ -1,4 +1,6 @@
-"""The Assistants v2 dialect (OpenAI and compatible servers), over one pooled httpx client."""
+"""The Assistants v2 family (OpenAI and compatible servers; the Azure kinds reuse it with
+their own path, query and credential), over one pooled httpx client; and the
+`openai-assistants` kind."""
 
 from __future__ import annotations
 
@@ -8,54 +10,56 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
-from orchestrator.core.errors import ConfigurationError
-from orchestrator.core.models import Run
-from orchestrator.core.settings import Settings
+from orchestrator.core.connections import Auth, Connection
+from orchestrator.core.models import Kind, Run
 from orchestrator.providers import _http
 from orchestrator.providers._http import retry_after_s
 from orchestrator.providers.base import (
     ASSISTANTS_DIALECT,
     QUOTA_CODES,
+    BuildOptions,
     Dialect,
+    KindSpec,
     ProviderError,
     ProviderReply,
     RunPage,
     refused_status,
 )
+from orchestrator.providers.credentials import Access
 
-__all__ = ["AssistantsProvider", "error_from_response", "retry_after_s"]
+__all__ = ["SPEC", "AssistantsProvider", "error_from_response", "retry_after_s"]
 
 POLL_HINT_HEADER = "openai-poll-after-ms"
 
 
 class AssistantsProvider:
-    """Speaks `/threads/{thread_id}/runs/{run_id}[/cancel]` to the configured base URL."""
+    """Speaks `/threads/{thread_id}/runs/{run_id}[/cancel]` to `base_url`, sending
+    `params` (Azure's `api-version`) with every request."""
 
-    dialect: Dialect = ASSISTANTS_DIALECT
-
-    def __init__(self, settings: Settings, *, max_connections: int = 100) -> None:
-        if settings.api_key is None:
-            raise ConfigurationError("OPENAI_API_KEY is not set for this worker")
-        headers = {
-            "Authorization": f"Bearer {settings.api_key.get_secret_value()}",
-            "OpenAI-Beta": "assistants=v2",
-        }
-        if settings.org_id:
-            headers["OpenAI-Organization"] = settings.org_id
-        if settings.project_id:
-            headers["OpenAI-Project"] = settings.project_id
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        access: Access,
+        options: BuildOptions,
+        dialect: Dialect = ASSISTANTS_DIALECT,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        self.dialect = dialect
         self._http = _http.ShardedClient(
-            base_url=settings.base_url,
-            headers=headers,
-            max_connections=max_connections,
-            read_timeout_s=settings.read_timeout_s,
-            connect_timeout_s=settings.connect_timeout_s,
+            base_url=base_url,
+            headers={"OpenAI-Beta": "assistants=v2", **access.headers},
+            auth=access.auth,
+            params=params,
+            max_connections=options.max_connections,
+            read_timeout_s=options.read_timeout_s,
+            connect_timeout_s=options.connect_timeout_s,
         )
 
-    def cancel(self, thread_id: str, run_id: str) -> ProviderReply:
+    def cancel(self, thread_id: str | None, run_id: str) -> ProviderReply:
         return self._reply(self._send("POST", f"{_run_path(thread_id, run_id)}/cancel"))
 
-    def retrieve(self, thread_id: str, run_id: str) -> ProviderReply:
+    def retrieve(self, thread_id: str | None, run_id: str) -> ProviderReply:
         return self._reply(self._send("GET", _run_path(thread_id, run_id)))
 
     def list_runs(self, thread_id: str, *, after: str | None = None, limit: int = 100) -> RunPage:
@@ -116,5 +120,31 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _run_path(thread_id: str, run_id: str) -> str:
+def _run_path(thread_id: str | None, run_id: str) -> str:
+    if thread_id is None:
+        raise ProviderError("an Assistants run needs its thread id", http_status=400)
     return f"threads/{_segment(thread_id)}/runs/{_segment(run_id)}"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _build(connection: Connection, access: Access, options: BuildOptions) -> AssistantsProvider:
+    headers = dict(access.headers)
+    if connection.org_id:
+        headers["OpenAI-Organization"] = connection.org_id
+    if connection.project_id:
+        headers["OpenAI-Project"] = connection.project_id
+    return AssistantsProvider(
+        base_url=connection.base_url, access=Access(headers, access.auth), options=options
+    )
+
+
+SPEC = KindSpec(
+    kind=Kind.OPENAI_ASSISTANTS,
+    dialect=ASSISTANTS_DIALECT,
+    build=_build,
+    key_headers=bearer,
+    auths=frozenset({Auth.KEY, Auth.NONE}),
+)

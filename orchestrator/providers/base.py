@@ -5,8 +5,13 @@ quota codes."""
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
+from orchestrator.core.connections import Auth, Connection
+from orchestrator.core.models import ID_PATTERN, ID_RULE, Kind
 from orchestrator.core.provider import (
     Dialect,
     ProviderError,
@@ -15,12 +20,17 @@ from orchestrator.core.provider import (
     RunPage,
     RunsProvider,
 )
+from orchestrator.providers.credentials import Access
 
 __all__ = [
     "ASSISTANTS_DIALECT",
     "QUOTA_CODES",
+    "SAFE_ID",
     "TERMINAL",
+    "UUID_ID",
     "Dialect",
+    "IdRule",
+    "KindSpec",
     "ProviderError",
     "ProviderReply",
     "ProviderUnreachable",
@@ -66,6 +76,58 @@ ASSISTANTS_DIALECT = Dialect(
 QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
 
 _CANNOT_CANCEL = re.compile(r"Cannot cancel run with status '([A-Za-z_]+)'")
+
+
+@dataclass(frozen=True)
+class IdRule:
+    """What a kind accepts as a thread or run id, and the rule said when it does not."""
+
+    check: Callable[[str], bool]
+    rule: str
+    example: str  # a well-formed id nothing will match (`runctl providers check`)
+
+
+SAFE_ID = IdRule(lambda v: ID_PATTERN.fullmatch(v) is not None, ID_RULE, "runctl_check")
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
+
+
+UUID_ID = IdRule(_is_uuid, "must be a UUID (8-4-4-4-12 hex digits)", str(uuid.UUID(int=1)))
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """Everything the rest of the service needs to know of one kind: how a connection of
+    it is checked and built, and what its ids and listings look like."""
+
+    kind: Kind
+    dialect: Dialect
+    build: Callable[[Connection, Access, BuildOptions], RunsProvider]
+    key_headers: Callable[[str], dict[str, str]]  # the headers that carry a key
+    auths: frozenset[Auth]  # the credentials the kind accepts; the first is the default
+    default_auth: Auth = Auth.KEY
+    has_threads: bool = True  # False: a run is named by its id alone
+    can_list: bool = True  # can a thread's runs be listed (discovery, watched threads)
+    thread_id: IdRule = SAFE_ID
+    run_id: IdRule = SAFE_ID
+    default_api_version: str | None = None  # the Azure kinds send `api-version`
+    azure_scope: str | None = None  # the Entra ID scope of auth = "azure"
+    cancel_actions: bool = False  # accepts `cancel_action` (langgraph)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What every client is sized and timed by (from the process's settings)."""
+
+    max_connections: int
+    read_timeout_s: float
+    connect_timeout_s: float
 
 
 def refused_status(http_status: int, message: str) -> str | None:

@@ -61,7 +61,9 @@ def _enqueue_batch(
         t
         for t, new in zip(
             good,
-            store.first_sightings(bulk_id, [(t.thread_id, t.run_id) for t in good]),
+            store.first_sightings(
+                bulk_id, [(t.provider or "", t.thread_id or "-", t.run_id) for t in good]
+            ),
             strict=True,
         )
         if new
@@ -74,7 +76,9 @@ def _enqueue_batch(
         store.add(bulk_id, queued=-len(fresh))
         raise
     taken = [
-        ElsewhereRow(thread_id=t.thread_id, run_id=t.run_id, job_id=s.job_id)
+        ElsewhereRow(
+            provider=t.provider or "", thread_id=t.thread_id, run_id=t.run_id, job_id=s.job_id
+        )
         for t, s in zip(fresh, submitted, strict=True)
         if s.duplicate
     ]

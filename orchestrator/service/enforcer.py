@@ -18,12 +18,12 @@ from typing import Any
 
 import redis
 
-from orchestrator.core.models import CancelJob, Outcome, Result, Run
+from orchestrator.core.models import DEFAULT_CONNECTION, CancelJob, Outcome, Result, Run
 from orchestrator.core.policies import Action, PolicySet, judge
 from orchestrator.core.provider import Dialect, ProviderError
 from orchestrator.store import keys
 from orchestrator.store.admission import Submitted
-from orchestrator.store.tracking import Tracker, member
+from orchestrator.store.tracking import RunRef, Tracker, member
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ class PassReport:
 
 @dataclass
 class _Plan:
-    next_look: dict[tuple[str, str], float] = field(default_factory=dict)
-    drop: list[tuple[str, str]] = field(default_factory=list)
+    next_look: dict[RunRef, float] = field(default_factory=dict)
+    drop: list[RunRef] = field(default_factory=list)
     cancels: list[tuple[CancelJob, dict[str, Any]]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     pending_set: dict[str, str] = field(default_factory=dict)
@@ -71,11 +71,13 @@ class _Plan:
 class Enforcer:
     client: redis.Redis
     policies: PolicySet
-    fetch: Callable[[str, str], Run]  # one run, through the rate limiter and retries
-    list_runs: Callable[[str], list[Run]]  # a thread's runs, every page
+    # One run, through its connection's rate limiter and retries: (connection, thread, run).
+    fetch: Callable[[str, str | None, str], Run]
+    list_runs: Callable[[str, str], list[Run]]  # a thread's runs, every page
     submit_many: Callable[[Sequence[CancelJob]], list[Submitted]]
     clock: Callable[[], float]
-    dialect: Dialect  # which statuses are terminal, in the provider's words
+    # Which statuses are terminal for a connection, in its provider's words.
+    dialect_of: Callable[[str], Dialect]
     config: EnforcerConfig = field(default_factory=EnforcerConfig)
 
     def run_once(self, *, dry_run: bool = False) -> PassReport:
@@ -92,46 +94,46 @@ class Enforcer:
         tracker = Tracker(self.client)
         now_s = self.clock()
         if not dry_run:
-            for thread_id in tracker.watched_threads():
-                self._discover(tracker, thread_id, now_s)
+            for provider, thread_id in tracker.watched_threads():
+                self._discover(tracker, provider, thread_id, now_s)
         due = tracker.due(now_s=now_s, limit=self.config.batch_limit)
         plan = _Plan()
         with ThreadPoolExecutor(max_workers=self.config.lookups_at_once) as pool:
             looked = list(pool.map(self._look, due))
-        for (thread_id, run_id), run in zip(due, looked, strict=True):
-            self._judge(plan, thread_id, run_id, run, now_s)
+        for target, run in zip(due, looked, strict=True):
+            self._judge(plan, target, run, now_s)
         self._escalate(plan, now_s)
         self._first_reports(plan)
         if not dry_run:
             self._act(plan, tracker, now_s)
         return PassReport(looked_at=len(due), events=plan.events + plan.alerts)
 
-    def _discover(self, tracker: Tracker, thread_id: str, now_s: float) -> None:
+    def _discover(self, tracker: Tracker, provider: str, thread_id: str, now_s: float) -> None:
         try:
-            runs = self.list_runs(thread_id)
-        except ProviderError as error:
-            log.warning("listing a watched thread failed: %s", error.message)
+            runs = self.list_runs(provider, thread_id)
+            dialect = self.dialect_of(provider)
+        except (ProviderError, KeyError) as error:
+            log.warning("listing a watched thread failed: %s", getattr(error, "message", error))
             return
-        tracker.track_many(
-            ((thread_id, r.id) for r in runs if not self.dialect.is_terminal(r.status)), now_s=now_s
-        )
+        live = (r for r in runs if not dialect.is_terminal(r.status))
+        tracker.track_many(((provider, thread_id, r.id) for r in live), now_s=now_s)
 
-    def _look(self, target: tuple[str, str]) -> Run | None:
+    def _look(self, target: RunRef) -> Run | None:
         try:
             return self.fetch(*target)
+        except KeyError:
+            return None  # a connection no longer configured: stop tracking its runs
         except ProviderError as error:
             if error.http_status == 404:
                 return None
             raise
 
-    def _judge(
-        self, plan: _Plan, thread_id: str, run_id: str, run: Run | None, now_s: float
-    ) -> None:
-        target = (thread_id, run_id)
-        if run is None or self.dialect.is_terminal(run.status):
+    def _judge(self, plan: _Plan, target: RunRef, run: Run | None, now_s: float) -> None:
+        provider, thread_id, run_id = target
+        if run is None or self.dialect_of(provider).is_terminal(run.status):
             plan.drop.append(target)
             return
-        verdict = judge(self.policies, run, thread_id, now_s)
+        verdict = judge(self.policies, run, thread_id or "", now_s, provider=provider)
         cfg = self.config
         if verdict is None:
             plan.next_look[target] = now_s + cfg.recheck_max_s
@@ -142,14 +144,14 @@ class Enforcer:
                 max(until_over, cfg.recheck_min_s), cfg.recheck_max_s
             )
             return
-        where = {"thread_id": thread_id, "run_id": run_id}
+        where = {"provider": provider, "thread_id": thread_id, "run_id": run_id}
         event = {"run": where, "rule": verdict.rule.name, "status": str(run.status),
                  "age_s": round(verdict.age_s, 1), "budget_s": verdict.budget_s}  # fmt: skip
         plan.next_look[target] = now_s + cfg.recheck_max_s
         if verdict.rule.action is Action.REPORT:
-            plan.reports.append((f"{member(thread_id, run_id)}:{verdict.rule.name}", event))
+            plan.reports.append((f"{member(*target)}:{verdict.rule.name}", event))
             return
-        job = self._job(thread_id, run_id, verdict.rule.name)
+        job = self._job(provider, thread_id, run_id, verdict.rule.name)
         plan.cancels.append((job, {"attempt": 0, "rule": verdict.rule.name, **where}))
         plan.events.append({"action": "cancelled", "job_id": job.job_id, **event})
 
@@ -161,8 +163,9 @@ class Enforcer:
         plan.reports = [r for r, known in zip(plan.reports, seen, strict=True) if not known]
         plan.events += [{"action": "reported", **event} for _, event in plan.reports]
 
-    def _job(self, thread_id: str, run_id: str, rule: str) -> CancelJob:
+    def _job(self, provider: str, thread_id: str | None, run_id: str, rule: str) -> CancelJob:
         return CancelJob(
+            provider=provider,
             thread_id=thread_id,
             run_id=run_id,
             reason=f"policy:{rule}",
@@ -188,7 +191,8 @@ class Enforcer:
 
     def _stuck(self, plan: _Plan, job_id: str, entry: dict[str, Any], now_s: float) -> None:
         cfg = self.config
-        run = {"thread_id": entry["thread_id"], "run_id": entry["run_id"]}
+        provider = entry.get("provider", DEFAULT_CONNECTION)
+        run = {"provider": provider, "thread_id": entry["thread_id"], "run_id": entry["run_id"]}
         if entry["attempt"] >= cfg.reissue_max:
             plan.pending_del.append(job_id)
             plan.alerts.append({"action": "alerted", "run": run, "rule": entry["rule"],
@@ -202,7 +206,7 @@ class Enforcer:
             return
         if now_s < reissue_at:
             return
-        job = self._job(entry["thread_id"], entry["run_id"], entry["rule"])
+        job = self._job(provider, entry["thread_id"], entry["run_id"], entry["rule"])
         plan.pending_del.append(job_id)
         plan.cancels.append((job, {**run, "rule": entry["rule"], "attempt": entry["attempt"] + 1}))
         plan.events.append({"action": "escalated", "job_id": job.job_id, "run": run,

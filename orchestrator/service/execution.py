@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from orchestrator.core.lifecycle import Lifecycle
-from orchestrator.core.models import CancelJob, Outcome
+from orchestrator.core.models import CancelJob, ErrorDetail, Outcome, Result
 from orchestrator.store.outages import call_through_redis_outages, is_redis_outage
 from orchestrator.store.outcomes import OutcomeStore, Superseded
 
@@ -65,9 +66,30 @@ def _execute_once(
 
 
 def _publish(outcome: Outcome, store: OutcomeStore, job: CancelJob) -> Outcome:
-    if store.publish(outcome, provider=job.provider.value):
+    if store.publish(outcome, provider=job.provider):
         log.info("outcome published", extra={"result": outcome.result.value})
         return outcome
     # Another delivery of the same job published first; its outcome is the one that stands.
     standing = store.published(job.job_id)
     return standing if standing is not None else outcome
+
+
+def reject(
+    job: CancelJob, reason: str, *, store: OutcomeStore, clock: Callable[[], float]
+) -> Outcome:
+    """End a job that cannot run here (its connection is unknown) as `rejected`, once."""
+    finished_at = datetime.fromtimestamp(clock(), UTC)
+    outcome = Outcome(
+        job_id=job.job_id,
+        provider=job.provider,
+        thread_id=job.thread_id,
+        run_id=job.run_id,
+        result=Result.REJECTED,
+        requested_at=job.requested_at,
+        finished_at=finished_at,
+        duration_s=round(max(0.0, (finished_at - job.requested_at).total_seconds()), 6),
+        error=ErrorDetail(type="unknown_connection", message=reason),
+        reason=job.reason,
+        bulk_id=job.bulk_id,
+    )
+    return _publish(outcome, store, job)

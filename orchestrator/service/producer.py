@@ -11,15 +11,18 @@ so that every door (the CLI, the tasks, an HTTP API) shares the same admission r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol
 
 import redis
 
+from orchestrator.core.errors import InvalidInput
 from orchestrator.core.models import CancelJob, Outcome, new_job_id
 from orchestrator.core.settings import Settings
 from orchestrator.service.bulk import enqueue
+from orchestrator.service.connections import Connections, load_connections
 from orchestrator.service.targets import Problem, Target
 from orchestrator.store.admission import Submitted, build_job, submit_many
 from orchestrator.store.bulk import BulkStore, new_bulk_id
@@ -37,25 +40,45 @@ class JobQueue(Protocol):
 
 
 class Producer:
-    """Validates and queues jobs. Holds no credential: workers read the key themselves."""
+    """Validates and queues jobs. Holds no credential: workers read the key themselves.
+
+    Every call takes an optional `provider`, the name of a connection in runctl.toml
+    (default: `openai`, or the only connection); an unknown name, or an id that breaks the
+    connection's kind's rules, raises InvalidInput before anything is queued.
+    """
 
     def __init__(
-        self, settings: Settings, queue: JobQueue, *, client: redis.Redis | None = None
+        self,
+        settings: Settings,
+        queue: JobQueue,
+        *,
+        client: redis.Redis | None = None,
+        connections: Connections | None = None,
     ) -> None:
         self._settings = settings
         self.queue = queue
+        self.connections = connections or load_connections(settings)
         # An operator's command should fail fast, not ride out a Redis restart like a worker.
         self._owns_redis = client is None
         self._redis = client or redis_client(settings, max_connections=8, retries=2)
         self.bulks = BulkStore(self._redis, keep_s=settings.outcome_keep_s)
 
     def cancel(
-        self, thread_id: str, run_id: str, *, force: bool = False, **fields: Any
+        self,
+        thread_id: str | None,
+        run_id: str,
+        *,
+        provider: str | None = None,
+        force: bool = False,
+        **fields: Any,
     ) -> Submitted:
-        """Queue a cancel of one run; raises InvalidInput naming the bad field, queues nothing.
-        `force`: replace the run's job in flight (see `cancel_many`)."""
+        """Queue a cancel of one run (`thread_id` None for a kind without threads); raises
+        InvalidInput naming the bad field, and queues nothing. `force`: replace the run's job
+        in flight (see `cancel_many`)."""
+        name = self.connections.resolve(provider).name
+        self.connections.check_ids(name, thread_id, run_id)
         fields.setdefault("deadline_s", self._settings.default_deadline_s)
-        job = build_job(thread_id=thread_id, run_id=run_id, **fields)
+        job = build_job(provider=name, thread_id=thread_id, run_id=run_id, **fields)
         return self.cancel_many([job], force=force)[0]
 
     def cancel_many(self, jobs: Sequence[CancelJob], *, force: bool = False) -> list[Submitted]:
@@ -84,6 +107,7 @@ class Producer:
         rate_limit_rps: float | None = None,
         on_start: Callable[[str], None] = lambda _: None,
         on_batch: Callable[[], None] = lambda: None,
+        provider: str | None = None,
         force: bool = False,
     ) -> str:
         """Start a bulk job over `targets` (streamed) and return its id once all are queued.
@@ -91,8 +115,10 @@ class Producer:
         `on_start` gets the id before the first target is read, so that an operator can
         follow or abort a long enqueue; `on_batch` is called after each batch of targets is
         queued. A bad line or thread goes to `on_problem` and is counted; it never stops
-        the others.
+        the others. A target without a `provider` goes through `provider` (the default
+        connection when None); one whose ids break its kind's rules is a problem.
         """
+        default = self.connections.resolve(provider).name
         deadline = deadline_s or self._settings.default_deadline_s
         bulk_id = new_bulk_id()
         # What every job of the bulk shares is checked once, here: a bad deadline or reason
@@ -108,6 +134,7 @@ class Producer:
 
         def make_job(target: Target) -> CancelJob:
             return CancelJob(
+                provider=target.provider or default,
                 job_id=new_job_id(),
                 thread_id=target.thread_id,
                 run_id=target.run_id,
@@ -119,7 +146,7 @@ class Producer:
 
         enqueue(
             bulk_id,
-            targets,
+            self._checked(targets, default),
             store=self.bulks,
             make_job=make_job,
             submit_many=partial(self.cancel_many, force=force),
@@ -128,9 +155,37 @@ class Producer:
         )
         return bulk_id
 
-    def track(self, thread_id: str, run_id: str) -> bool:
+    def _checked(
+        self, targets: Iterable[Target | Problem], default: str
+    ) -> Iterator[Target | Problem]:
+        """Each target with its connection named, or a problem when its connection is
+        unknown or its ids break the kind's rules."""
+        for target in targets:
+            if isinstance(target, Problem):
+                yield target
+                continue
+            name = target.provider or default
+            try:
+                self.connections.check_ids(name, target.thread_id, target.run_id)
+            except InvalidInput as exc:
+                yield Problem(target.source or "target", exc.field, exc.rule)
+                continue
+            yield replace(target, provider=name)
+
+    def track(self, thread_id: str | None, run_id: str, *, provider: str | None = None) -> bool:
         """Have the enforcer watch a run, from its creation on; False if already tracked."""
-        return Tracker(self._redis).track(thread_id, run_id, now_s=time.time())
+        name = self.connections.resolve(provider).name
+        self.connections.check_ids(name, thread_id, run_id)
+        return Tracker(self._redis).track(thread_id, run_id, now_s=time.time(), provider=name)
+
+    def track_thread(self, thread_id: str, *, provider: str | None = None) -> bool:
+        """Have the enforcer list this thread's runs on every pass (kinds that can list)."""
+        connection = self.connections.resolve(provider)
+        spec = self.connections.spec(connection.name)
+        if not spec.can_list:
+            raise InvalidInput("provider", f"{spec.kind} cannot list runs: track each run")
+        self.connections.check_ids(connection.name, thread_id, spec.run_id.example)
+        return Tracker(self._redis).watch_thread(thread_id, provider=connection.name)
 
     @property
     def redis(self) -> redis.Redis:

@@ -13,17 +13,21 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.core.models import SafeId
+from orchestrator.core.models import ConnectionName, SafeId
 
 
 @dataclass(frozen=True)
 class Target:
-    """One run to cancel, and where it was found (a line number, or a thread)."""
+    """One run to cancel, and where it was found (a line number, or a thread).
 
-    thread_id: str
+    `provider` is the connection's name (None: the bulk job's default); `thread_id` is None
+    for a kind without threads."""
+
+    thread_id: str | None
     run_id: str
     reason: str = ""
     source: str = ""
+    provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,14 +45,16 @@ class Problem:
 class _Line(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    thread_id: SafeId
+    thread_id: SafeId | None = None
     run_id: SafeId
     reason: str = Field(default="", max_length=500)
+    provider: ConnectionName | None = None
 
 
 def read_targets(lines: Iterable[str]) -> Iterator[Target | Problem]:
-    """Targets from JSON lines (`{"thread_id", "run_id"[, "reason"]}`) or from CSV with a
-    header `thread_id,run_id[,reason]`; the first non-blank line decides which."""
+    """Targets from JSON lines (`{["thread_id",] "run_id"[, "reason"][, "provider"]}`) or
+    from CSV with a header naming `run_id` (and `thread_id`, `reason`, `provider` as
+    needed); the first non-blank line decides which. Empty fields count as absent."""
     numbered = (
         (n, line.removeprefix("\ufeff")) for n, line in enumerate(lines, start=1) if line.strip()
     )
@@ -65,7 +71,8 @@ def read_targets(lines: Iterable[str]) -> Iterator[Target | Problem]:
 
 
 def _looks_like_csv_header(line: str) -> bool:
-    return not line.lstrip().startswith("{") and "," in line
+    stripped = line.strip()
+    return not stripped.startswith("{") and ("," in stripped or stripped == "run_id")
 
 
 def _json_lines(numbered: Iterator[tuple[int, str]]) -> Iterator[Target | Problem]:
@@ -77,14 +84,14 @@ def _json_lines(numbered: Iterator[tuple[int, str]]) -> Iterator[Target | Proble
         except ValidationError as exc:
             yield _problem(exc, f"line {n}")
             continue
-        yield Target(parsed.thread_id, parsed.run_id, parsed.reason, f"line {n}")
+        yield Target(parsed.thread_id, parsed.run_id, parsed.reason, f"line {n}", parsed.provider)
 
 
 def _csv_lines(numbered: Iterator[tuple[int, str]]) -> Iterator[Target | Problem]:
     header_n, header = next(numbered)
     columns = [c.strip() for c in _csv_row(header) or []]
-    if "thread_id" not in columns or "run_id" not in columns:
-        yield Problem(f"line {header_n}", "header", "must name the columns thread_id and run_id")
+    if "run_id" not in columns:
+        yield Problem(f"line {header_n}", "header", "must name the column run_id")
         return
     for n, line in numbered:
         values = _csv_row(line)
@@ -96,9 +103,8 @@ def _csv_lines(numbered: Iterator[tuple[int, str]]) -> Iterator[Target | Problem
                 f"line {n}", "line", f"has {len(values)} fields, the header {len(columns)}"
             )
             continue
-        yield check_target(
-            dict(zip(columns, (v.strip() for v in values), strict=False)), f"line {n}"
-        )
+        row = dict(zip(columns, (v.strip() for v in values), strict=False))
+        yield check_target({k: v for k, v in row.items() if v}, f"line {n}")
 
 
 def _csv_row(line: str) -> list[str] | None:
@@ -113,7 +119,7 @@ def check_target(data: dict[str, object], where: str) -> Target | Problem:
         line = _Line.model_validate(data)
     except ValidationError as exc:
         return _problem(exc, where)
-    return Target(line.thread_id, line.run_id, line.reason, where)
+    return Target(line.thread_id, line.run_id, line.reason, where, line.provider)
 
 
 def _problem(exc: ValidationError, where: str) -> Problem:

@@ -87,7 +87,7 @@ def submit_many(
             )
     if not jobs:
         return []
-    markers = [keys.inflight(job.provider.value, job.thread_id, job.run_id) for job in jobs]
+    markers = [keys.inflight(job.provider, job.thread_id, job.run_id) for job in jobs]
     bulk_ids = {job.bulk_id for job in jobs}
     if len(bulk_ids) > 1:
         raise ValueError("one batch of jobs belongs to one bulk job, or to none")

@@ -47,7 +47,8 @@ class ElsewhereRow(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    thread_id: str
+    provider: str = "openai"
+    thread_id: str | None = None
     run_id: str
     job_id: str
 
@@ -145,11 +146,12 @@ class BulkStore:
         self._redis.hset(keys.bulk(bulk_id), STATUS_FIELD, BulkStatus.ABORTED.value)
         return self.get(bulk_id)
 
-    def first_sightings(self, bulk_id: str, runs: Sequence[tuple[str, str]]) -> list[bool]:
-        """For each (thread_id, run_id), whether this bulk job sees the run for the first time."""
+    def first_sightings(self, bulk_id: str, runs: Sequence[tuple[str, ...]]) -> list[bool]:
+        """For each run (the parts that name it: connection, thread, run id), whether this
+        bulk job sees the run for the first time."""
         if not runs:
             return []
-        members = [f"{thread_id}:{run_id}" for thread_id, run_id in runs]
+        members = [":".join(parts) for parts in runs]
         reply: Any = self._first_sightings(keys=[keys.bulk_seen(bulk_id)], args=members)
         self._redis.expire(keys.bulk_seen(bulk_id), self._keep_s)
         return [bool(flag) for flag in reply]

@@ -21,9 +21,10 @@ def job_state(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
 
 
-def inflight(provider: str, thread_id: str, run_id: str) -> str:
-    """String: the id of the job in flight for this run; one job per run at a time."""
-    return f"{PREFIX}:inflight:{provider}:{thread_id}:{run_id}"
+def inflight(provider: str, thread_id: str | None, run_id: str) -> str:
+    """String: the id of the job in flight for this run; one job per run at a time.
+    `provider` is the connection's name; a run without a thread (Responses) has `-`."""
+    return f"{PREFIX}:inflight:{provider}:{thread_id or '-'}:{run_id}"
 
 
 def text(value: bytes | str) -> str:
@@ -32,7 +33,7 @@ def text(value: bytes | str) -> str:
 
 
 def rate(provider: str) -> str:
-    """String: the provider's next request slot (GCRA theoretical arrival time, epoch ms)."""
+    """String: the connection's next request slot (GCRA theoretical arrival time, epoch ms)."""
     return f"{PREFIX}:rate:{provider}"
 
 

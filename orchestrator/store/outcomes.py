@@ -58,7 +58,7 @@ class OutcomeStore:
         body = outcome.model_dump_json()
         entry = {
             "job_id": outcome.job_id,
-            "thread_id": outcome.thread_id,
+            "thread_id": outcome.thread_id or "",
             "run_id": outcome.run_id,
             "result": outcome.result.value,
             "provider": provider,
@@ -106,7 +106,7 @@ class OutcomeStore:
                 keys.job_state(job.job_id),
                 _bulk_key(job.bulk_id),
                 keys.SUPERSEDED,
-                keys.inflight(job.provider.value, job.thread_id, job.run_id),
+                keys.inflight(job.provider, job.thread_id, job.run_id),
             ],
             args=[
                 repr(now_s),

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import redis
 
+from orchestrator.core.connections import Connection
 from orchestrator.core.lifecycle import Reservation
-from orchestrator.core.models import Provider
 from orchestrator.core.provider import ProviderError
 from orchestrator.core.retrying import RetryPolicy, call_with_retries
 from orchestrator.core.settings import Settings
@@ -99,10 +99,13 @@ def limited_call(
     )
 
 
-def rate_limiter(client: redis.Redis, settings: Settings, provider: Provider) -> RateLimiter:
+def rate_limiter(client: redis.Redis, settings: Settings, connection: Connection) -> RateLimiter:
+    """The connection's own bucket and 429 pause (keyed by its name), at its own limit or,
+    when it names none, RUNCTL_RATE_LIMIT_RPS."""
+    rps = connection.rate_limit_rps
     return RateLimiter(
         client,
-        provider=provider.value,
-        rate_limit_rps=settings.rate_limit_rps,
+        provider=connection.name,
+        rate_limit_rps=settings.rate_limit_rps if rps is None else rps,
         burst_s=settings.rate_burst_s,
     )

@@ -31,10 +31,11 @@ KEEP_S = 7 * 24 * 3600  # a connection unused for a week starts over
 REFRESH_S = 2.0  # how stale a worker's copy of the histogram may be
 
 
-def connection_id(provider: str, base_url: str) -> str:
-    """A connection's name in keys: the provider and a digest of its base URL (a URL may
-    carry what is not ours to store)."""
-    return f"{provider}:{hashlib.sha256(base_url.encode()).hexdigest()[:16]}"
+def connection_id(name: str, base_url: str) -> str:
+    """A connection's name in keys: its name (runctl.toml's `[providers.<name>]`) and a
+    digest of its base URL (a URL may carry what is not ours to store; a connection pointed
+    elsewhere starts a histogram of its own)."""
+    return f"{name}:{hashlib.sha256(base_url.encode()).hexdigest()[:16]}"
 
 
 class SettleTimes:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrator.core.models import Provider, Result
+from orchestrator.core.models import DEFAULT_CONNECTION, Result
 from orchestrator.service.targets import Target
 from orchestrator.store import keys
 from orchestrator.store.bulk import BulkRecord, BulkStatus
@@ -89,7 +89,7 @@ def test_a_csv_file_from_stdin_and_its_report(
     runs = sim.seed(6, status="in_progress")
     # One run another job holds: its in-flight marker names that job.
     busy_thread, busy_run = sim.seed_one(status="in_progress")
-    marker = keys.inflight(Provider.ASSISTANTS.value, busy_thread, busy_run)
+    marker = keys.inflight(DEFAULT_CONNECTION, busy_thread, busy_run)
     redis_client.set(marker, "job_held_elsewhere", ex=300)
     listed = [*runs, (busy_thread, busy_run)]
     csv_text = "thread_id,run_id,reason\n" + "".join(f"{t},{r},csv\n" for t, r in listed)
@@ -109,12 +109,14 @@ def test_a_csv_file_from_stdin_and_its_report(
     assert all(by_run[r][3] == "cancelled" for _, r in runs)
     busy_row = by_run[busy_run]
     assert (busy_row[0], busy_row[3]) == ("job_held_elsewhere", "in_flight_elsewhere")
-    assert busy_row[-1] == "already being cancelled by job job_held_elsewhere"
+    assert busy_row[9] == "already being cancelled by job job_held_elsewhere"
+    assert busy_row[10] == "openai"  # the connection, last
     as_json = runctl(deployment, "bulk", "report", record.bulk_id, "--json")
     lines = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert len(lines) == 7
-    assert {"in_flight_elsewhere": {"thread_id": busy_thread, "run_id": busy_run,
-                                    "job_id": "job_held_elsewhere"}} in lines  # fmt: skip
+    assert {"in_flight_elsewhere": {"provider": "openai", "thread_id": busy_thread,
+                                    "run_id": busy_run, "job_id": "job_held_elsewhere"}
+            } in lines  # fmt: skip
 
 
 def test_discovery_lists_every_page_and_keeps_matching_runs(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from orchestrator.core.models import Run
 from orchestrator.providers.base import (
@@ -54,16 +53,16 @@ def cannot_cancel(status: str) -> ProviderError:
 class ScriptedProvider:
     """Answers cancel and retrieve from two scripts; the last retrieve step repeats."""
 
-    dialect: ClassVar[Dialect] = ASSISTANTS_DIALECT
     cancels: list[Step] = field(default_factory=list)
     retrieves: list[Step] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    dialect: Dialect = ASSISTANTS_DIALECT
 
-    def cancel(self, thread_id: str, run_id: str) -> ProviderReply:
+    def cancel(self, thread_id: str | None, run_id: str) -> ProviderReply:
         self.calls.append("cancel")
         return _play(self.cancels, repeat_last=False)
 
-    def retrieve(self, thread_id: str, run_id: str) -> ProviderReply:
+    def retrieve(self, thread_id: str | None, run_id: str) -> ProviderReply:
         self.calls.append("retrieve")
         return _play(self.retrieves, repeat_last=True)
 

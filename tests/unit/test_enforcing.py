@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from orchestrator.core.connections import Connection
 from orchestrator.core.settings import Settings
 from tests.unit.fakes import ScriptedProvider
 from workers.enforcing import Enforcing, PolicySource
@@ -77,7 +78,7 @@ def test_one_provider_client_serves_every_pass(tmp_path: Path) -> None:
     settings = Settings(policies_file=str(path))
     built: list[ScriptedProvider] = []
 
-    def make_runs() -> ScriptedProvider:
+    def make_runs(connection: Connection) -> ScriptedProvider:
         built.append(ScriptedProvider([]))
         return built[-1]
 
@@ -87,8 +88,10 @@ def test_one_provider_client_serves_every_pass(tmp_path: Path) -> None:
     again = enforcing.enforcer()
     _write(path, "second", mtime_ns=2_000_000_000)
     changed = enforcing.enforcer()
+    clients = [enforcing.clients.get("openai")[0] for _ in range(2)]  # the default connection
 
     assert len(built) == 1
+    assert clients == [built[0], built[0]]
     assert first is not None
     assert again is first
     assert changed is not None

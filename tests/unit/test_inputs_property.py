@@ -37,6 +37,7 @@ def test_a_job_is_accepted_safe_or_refused_by_field(
         assert refused.rule
         return
     for value in (job.thread_id, job.run_id):
+        assert value is not None
         assert ID_PATTERN.fullmatch(value)
         assert quote(value, safe="") == value  # nothing to encode: nothing to bend
 
@@ -59,7 +60,8 @@ def test_every_line_becomes_a_safe_target_or_a_numbered_problem(
     content = "".join(([header + "\n"] if header else []) + [line + "\n" for line in body])
     for item in read_targets(content.splitlines(keepends=True)):  # as a file reads them
         if isinstance(item, Target):
-            assert ID_PATTERN.fullmatch(item.thread_id)
+            # A line may name no thread (kinds without threads); one it names is safe.
+            assert item.thread_id is None or ID_PATTERN.fullmatch(item.thread_id)
             assert ID_PATTERN.fullmatch(item.run_id)
         else:
             assert isinstance(item, Problem)

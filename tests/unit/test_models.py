@@ -65,7 +65,8 @@ def test_job_round_trips_through_json() -> None:
 
 def test_outcome_json_names_no_secret_fields() -> None:
     assert set(Outcome.model_fields) == {
-        "job_id", "thread_id", "run_id", "result", "final_status", "cancel_attempts", "polls",
+        "job_id", "provider", "kind", "thread_id", "run_id", "result", "final_status",
+        "cancel_attempts", "polls",
         "requested_at", "finished_at", "duration_s", "error", "usage", "reason", "bulk_id",
     }  # fmt: skip
 

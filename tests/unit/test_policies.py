@@ -114,3 +114,20 @@ def test_toml_syntax_errors_carry_their_line() -> None:
 def test_empty_or_shapeless_files_are_refused(text: str) -> None:
     with pytest.raises(PolicyError):
         load_policies(text)
+
+
+def test_a_rule_can_match_a_connection_and_budget_langgraph_statuses() -> None:
+    policies = load_policies(
+        '[[rule]]\nname = "graphs"\nmatch = { provider = "graphs" }\n'
+        'max_age = { running = "10m", pending = "1m" }\n\n'
+        '[[rule]]\nname = "default"\nmax_age = { in_progress = "1h" }\n'
+    )
+    pending = a_run("pending", created_at=START_S - 120)
+    verdict = judge(policies, pending, "t", START_S, provider="graphs")
+    assert verdict is not None
+    assert (verdict.rule.name, verdict.over) == ("graphs", True)  # pending counts from creation
+    assert judge(policies, pending, "t", START_S, provider="openai") is None  # no budget there
+    running = a_run("running", created_at=START_S - 300)
+    verdict = judge(policies, running, "t", START_S, provider="graphs")
+    assert verdict is not None
+    assert not verdict.over

@@ -49,7 +49,7 @@ def test_csv_with_a_header_and_a_reason_column() -> None:
 
 def test_csv_without_the_needed_columns_is_one_problem() -> None:
     assert list(read_targets(["thread,run\n", "a,b\n"])) == [
-        Problem("line 1", "header", "must name the columns thread_id and run_id")
+        Problem("line 1", "header", "must name the column run_id")
     ]
 
 
@@ -130,4 +130,22 @@ def test_a_byte_order_mark_and_a_bad_first_json_line_spoil_nothing() -> None:
     assert list(read_targets(garbage_first)) == [
         Problem("line 1", "line", "is not valid JSON"),
         Target("t", "r", "", "line 2"),
+    ]
+
+
+def test_lines_may_name_their_connection_and_omit_the_thread() -> None:
+    jsonl = [
+        '{"thread_id": "thread_a", "run_id": "run_a"}\n',
+        '{"run_id": "resp_b", "provider": "responses"}\n',
+        '{"run_id": "resp_c", "provider": "bad name"}\n',
+    ]
+    found = list(read_targets(jsonl))
+    assert found[0] == Target("thread_a", "run_a", "", "line 1", None)
+    assert found[1] == Target(None, "resp_b", "", "line 2", "responses")
+    assert isinstance(found[2], Problem)
+    assert found[2].field == "provider"
+    csv_lines = ["provider,thread_id,run_id\n", "graphs,t1,r1\n", "responses,,resp_2\n"]
+    assert list(read_targets(csv_lines)) == [
+        Target("t1", "r1", "", "line 2", "graphs"),
+        Target(None, "resp_2", "", "line 3", "responses"),
     ]

@@ -16,7 +16,7 @@ from orchestrator.devkit.simulator import errors
 from orchestrator.devkit.simulator.config import SimulatorConfig
 from orchestrator.devkit.simulator.errors import ApiError
 from orchestrator.devkit.simulator.runtime import Runtime
-from orchestrator.devkit.simulator.state import RunSpec
+from orchestrator.devkit.simulator.state import IdStyle, RunSpec
 from orchestrator.devkit.simulator.wire import dumps, error_body, parse_object
 
 SEED_MAX_COUNT = 100_000
@@ -31,6 +31,7 @@ class SeedRequest(RunSpec):
     or `runs_per_thread` to a new thread, or else one new thread per run."""
 
     count: int = Field(default=1, ge=1, le=SEED_MAX_COUNT)
+    ids: IdStyle = "openai"  # "uuid" for langgraph, "response" for Responses
     thread_id: str | None = None
     runs_per_thread: int | None = Field(default=None, ge=1)
 
@@ -51,11 +52,12 @@ class Admin:
     async def seed_runs(self, request: web.Request) -> web.Response:
         seed = SeedRequest.model_validate(parse_object(await request.read()))
         spec = RunSpec.model_validate(
-            seed.model_dump(exclude={"count", "thread_id", "runs_per_thread"})
+            seed.model_dump(exclude={"count", "thread_id", "runs_per_thread", "ids"})
         )
         runs = self.runtime.state.seed(
-            spec, count=seed.count, thread_id=seed.thread_id, runs_per_thread=seed.runs_per_thread
-        )
+            spec, count=seed.count, thread_id=seed.thread_id,
+            runs_per_thread=seed.runs_per_thread, ids=seed.ids,
+        )  # fmt: skip
         return _json({"runs": [{"thread_id": run.thread_id, "run_id": run.id} for run in runs]})
 
     async def stats(self, request: web.Request) -> web.Response:

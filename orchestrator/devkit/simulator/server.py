@@ -8,27 +8,26 @@ the route itself. Every API request is counted and logged (in memory, never prin
 from __future__ import annotations
 
 import asyncio
-import hmac
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from orchestrator.devkit.simulator import admin, errors
+from orchestrator.devkit.simulator import admin, errors, faces
 from orchestrator.devkit.simulator.config import SimulatorConfig
 from orchestrator.devkit.simulator.errors import ApiError, ConnectionDropped
+from orchestrator.devkit.simulator.faces import ASSISTANTS, Face
 from orchestrator.devkit.simulator.ratelimit import format_duration
 from orchestrator.devkit.simulator.runtime import Runtime
 from orchestrator.devkit.simulator.state import RequestRecord, RunSpec
 from orchestrator.devkit.simulator.wire import (
     DEFAULT_OPTIONS,
     dumps,
-    error_body,
     parse_object,
     run_list,
     run_object,
@@ -50,7 +49,7 @@ SERVER_ERROR_STATUSES = (500, 502, 503)
 IGNORED_CREATE_PARAMS = frozenset({"thread", "tool_resources", "stream"})
 BEHAVIOR_METADATA_KEY = "sim_behavior"
 
-Action = Callable[[web.Request], Awaitable[bytes]]
+Action = faces.Action
 
 
 class Api:
@@ -74,7 +73,9 @@ class Api:
     async def unknown(self, request: web.Request) -> web.Response:
         return await self._serve(request, ROUTE_UNKNOWN, _invalid_url)
 
-    async def _serve(self, request: web.Request, route: str, action: Action) -> web.Response:
+    async def _serve(
+        self, request: web.Request, route: str, action: Action, face: Face = ASSISTANTS
+    ) -> web.Response:
         """Answer one API request: latency, admission, then `action`, whose `ApiError`
         becomes the error response. Counts and logs the request whatever its outcome."""
         runtime = self.runtime
@@ -86,13 +87,15 @@ class Api:
         status = 200
         try:
             self._admit(request, headers)
-            body = await action(request)
+            face.authenticate(request, runtime.config)
+            answer = await action(request)
+            status, body = answer if isinstance(answer, tuple) else (200, answer)
             poll_after_ms = runtime.config.poll_after_ms
             if poll_after_ms is not None and route == ROUTE_RETRIEVE:
                 headers["openai-poll-after-ms"] = str(poll_after_ms)
         except ApiError as error:
             status = error.status
-            body = dumps(error_body(error))
+            body = dumps(face.error_body(error))
             if error.retry_after_s is not None:
                 headers.update(retry_after_headers(error.retry_after_s))
         except ConnectionDropped:
@@ -110,6 +113,8 @@ class Api:
         )
         if status == 0 and request.transport is not None:
             request.transport.abort()  # no answer at all: the client sees the connection end
+        if not body:  # langgraph's 202: no body, no content type
+            return web.Response(status=status, headers=headers)
         return web.Response(
             body=body, status=status, headers=headers, content_type="application/json"
         )
@@ -136,15 +141,6 @@ class Api:
             )
         if config.error_5xx_rate > 0 and runtime.rng.random() < config.error_5xx_rate:
             raise errors.server_error(runtime.rng.choice(SERVER_ERROR_STATUSES))
-        authorization = request.headers.get("Authorization")
-        if authorization is None:
-            raise errors.missing_api_key()
-        expected = f"Bearer {config.api_key}"
-        if not hmac.compare_digest(authorization.encode(), expected.encode()):
-            raise errors.incorrect_api_key()
-        beta = request.headers.get("OpenAI-Beta")
-        if beta is None or "assistants=v2" not in beta:
-            raise errors.missing_beta_header()
 
     async def _create(self, request: web.Request) -> bytes:
         body = parse_object(await request.read())
@@ -261,6 +257,7 @@ def make_app(
     router.add_get("/v1/threads/{thread_id}/runs", api.list_runs, allow_head=False)
     router.add_get("/v1/threads/{thread_id}/runs/{run_id}", api.retrieve_run, allow_head=False)
     router.add_post("/v1/threads/{thread_id}/runs/{run_id}/cancel", api.cancel_run)
+    faces.add_routes(router, api)  # the other kinds, each under its own prefix
     # Anything else under /v1 gets the API's own 404, not aiohttp's HTML page.
     router.add_route("*", "/v1/{tail:.*}", api.unknown)
     admin.add_routes(app, runtime)

@@ -22,6 +22,7 @@ import random
 import re
 import string
 import time
+import uuid
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +37,14 @@ from orchestrator.devkit.simulator.errors import ApiError
 from orchestrator.providers.base import TERMINAL, RunStatus
 
 Behavior = Literal["normal", "stuck_cancelling", "race_complete", "requires_action"]
+IdStyle = Literal["openai", "uuid", "response"]
+"""How new ids look: `thread_…`/`run_…` (Assistants kinds), UUIDs (langgraph), or
+`resp_…` runs in hidden threads (Responses)."""
+_PREFIXES: dict[str, tuple[str, str]] = {
+    "openai": ("thread_", "run_"),
+    "uuid": ("uuid", "uuid"),
+    "response": ("thread_", "resp_"),
+}
 Order = Literal["asc", "desc"]
 
 # A run that is already `cancelling` refuses a second cancel, as the real API does.
@@ -274,18 +283,30 @@ class State:
     # -- creating -----------------------------------------------------------------------
 
     def new_id(self, prefix: str) -> str:
-        """A fresh id like the real ones: `run_` or `thread_` and 24 letters and digits."""
+        """A fresh id like the real ones: `run_` or `thread_` and 24 letters and digits, or
+        a UUID when `prefix` is "uuid"."""
         while True:
-            candidate = prefix + "".join(self.rng.choices(ID_ALPHABET, k=ID_LENGTH))
+            if prefix == "uuid":
+                candidate = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+            else:
+                candidate = prefix + "".join(self.rng.choices(ID_ALPHABET, k=ID_LENGTH))
             if candidate not in self.runs and candidate not in self.threads:
                 return candidate
 
-    def create_thread_and_run(self, spec: RunSpec) -> RunView:
-        """`POST /threads/runs`: a new thread with one run, seen as `queued` as the API
-        answers, even when `queued_s` is 0 and the next read says `in_progress`."""
-        thread_id = self.new_id("thread_")
+    def create_thread(self, ids: IdStyle = "openai") -> str:
+        thread_id = self.new_id(_PREFIXES[ids][0])
         self.threads[thread_id] = []
-        run = self._add_run(spec, thread_id, self.clock())
+        return thread_id
+
+    def create_thread_and_run(
+        self, spec: RunSpec, *, ids: IdStyle = "openai", thread_id: str | None = None
+    ) -> RunView:
+        """`POST /threads/runs`: a new thread (or `thread_id`) with one run, seen as
+        `queued` as the API answers, even when `queued_s` is 0 and the next read says
+        `in_progress`."""
+        if thread_id is None:
+            thread_id = self.create_thread(ids)
+        run = self._add_run(spec, thread_id, self.clock(), run_prefix=_PREFIXES[ids][1])
         view = self.view(run)
         return RunView(
             run=run,
@@ -305,6 +326,7 @@ class State:
         count: int = 1,
         thread_id: str | None = None,
         runs_per_thread: int | None = None,
+        ids: IdStyle = "openai",
     ) -> list[SimRun]:
         """Add `count` runs like `spec`: all in `thread_id` (created if new), or
         `runs_per_thread` to a new thread, or else each in a new thread of its own."""
@@ -316,13 +338,15 @@ class State:
         current_thread = thread_id
         for index in range(count):
             if thread_id is None and index % per_thread == 0:
-                current_thread = self.new_id("thread_")
+                current_thread = self.new_id(_PREFIXES[ids][0])
             assert current_thread is not None
             self.threads.setdefault(current_thread, [])
-            created.append(self._add_run(spec, current_thread, now))
+            created.append(self._add_run(spec, current_thread, now, run_prefix=_PREFIXES[ids][1]))
         return created
 
-    def _add_run(self, spec: RunSpec, thread_id: str, now: float) -> SimRun:
+    def _add_run(
+        self, spec: RunSpec, thread_id: str, now: float, *, run_prefix: str = "run_"
+    ) -> SimRun:
         created_mono = now - spec.started_ago_s
         behavior: Behavior = spec.behavior
         start_mono = created_mono
@@ -335,7 +359,7 @@ class State:
         if final_status is not None:
             end_mono = now
         run = SimRun(
-            id=self.new_id("run_"),
+            id=self.new_id(run_prefix),
             thread_id=thread_id,
             assistant_id=spec.assistant_id,
             model=spec.model,
@@ -454,6 +478,11 @@ class State:
         self._apply_cancel(run, now)
         self.cancels_applied += 1
         return self.view(run)
+
+    def delete(self, run: SimRun) -> None:
+        """Forget a run (langgraph's rollback deletes the run and its checkpoints)."""
+        self.runs.pop(run.id, None)
+        self.threads[run.thread_id].remove(run.id)
 
     def _apply_cancel(self, run: SimRun, now: float) -> None:
         run.cancel_mono = now
