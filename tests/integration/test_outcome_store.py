@@ -83,8 +83,8 @@ def test_begin_says_superseded_when_another_job_took_the_run(redis_client: redis
         redis_client.delete(keys.outcome(job.job_id), keys.job_state(job.job_id))
         redis_client.hdel(keys.SUPERSEDED, job.job_id)
     redis_client.hset(keys.SUPERSEDED, forced_over.job_id, "job_new")  # `cancel --force`
-    redis_client.set(keys.inflight("assistants", "thread_3", "run_3"), "job_other")
-    redis_client.set(keys.inflight("assistants", "thread_4", "run_4"), "job_mine")
+    redis_client.set(keys.inflight(expired.provider, "thread_3", "run_3"), "job_other")
+    redis_client.set(keys.inflight(mine.provider, "thread_4", "run_4"), "job_mine")
 
     assert store.begin(forced_over, 1.0) == Superseded(by_job_id="job_new")
     assert store.begin(expired, 1.0) == Superseded(by_job_id="job_other")
