@@ -53,9 +53,13 @@ def test_observations_add_up_and_decay(redis_client: redis.Redis) -> None:
 def test_observations_within_a_second_are_written_together(redis_client: redis.Redis) -> None:
     clock = Clock()
     connection = connection_id("assistants", f"http://sim-{uuid.uuid4().hex}/v1")
-    no_decay = {"clock": clock, "half_life_s": 1e9, "refresh_s": 0.0}
-    writer = SettleTimes(redis_client, connection, flush_every_s=1.0, **no_decay)
-    reader = SettleTimes(redis_client, connection, **no_decay)
+    no_decay_s = 1e9
+    writer = SettleTimes(
+        redis_client, connection, clock=clock, half_life_s=no_decay_s, flush_every_s=1.0
+    )
+    reader = SettleTimes(
+        redis_client, connection, clock=clock, half_life_s=no_decay_s, refresh_s=0.0
+    )
     writer.record(0.5, 0.5)  # the first is written at once
     clock.now_s += 0.5
     writer.record(0.5, 0.55)
