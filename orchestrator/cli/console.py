@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.console import Console
 
+from orchestrator.core.errors import InvalidInput
 from orchestrator.core.models import Result
 
 if TYPE_CHECKING:
@@ -40,6 +44,21 @@ EXIT_CODES: dict[Result, int] = {
     Result.ERROR: EXIT_FAILED,
     Result.SKIPPED: EXIT_ABORTED,
 }
+
+
+def check_file(path: Path, check: Callable[[str], Sequence[object]]) -> None:
+    """`runctl ... check FILE`: read the file, print each problem `check` finds with the
+    file's name and exit 2, or print `ok`; an unreadable file is bad input."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput("FILE", f"cannot be read: {exc.strerror}", str(path)) from None
+    problems = check(text)
+    for problem in problems:
+        err.print(f"{path}: {problem}", markup=False, highlight=False)
+    if problems:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    out.print(f"{path}: ok")
 
 
 def print_line(json_output: bool, data: dict[str, Any], line: str) -> None:

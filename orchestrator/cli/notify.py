@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from orchestrator.cli.console import check_file, err, out
 from orchestrator.core.errors import ConfigurationError, InvalidInput
 from orchestrator.core.settings import get_settings
 from orchestrator.notify.config import NotifyConfig, check_notify, read_notify
 
 notify_app = typer.Typer(no_args_is_help=True, help="Deliver outcomes and alerts over HTTP.")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     str | None,
@@ -60,17 +58,7 @@ def run(config: ConfigOption = None) -> None:
 @notify_app.command("check")
 def check(file: Annotated[Path | None, typer.Argument()] = None) -> None:
     """Validate the notify tables; print each problem with its line and field (exit 2)."""
-    path = file or Path(get_settings().policies_file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput("FILE", f"cannot be read: {exc.strerror}", str(path)) from None
-    problems = check_notify(text)
-    for problem in problems:
-        err.print(f"{path}: {problem}", markup=False, highlight=False)
-    if problems:
-        raise typer.Exit(2)
-    out.print(f"{path}: ok")
+    check_file(file or Path(get_settings().policies_file), check_notify)
 
 
 @notify_app.command("test")

@@ -11,8 +11,7 @@ import typer
 
 from orchestrator.cli import console
 from orchestrator.cli.console import (
-    EXIT_BAD_INPUT,
-    err,
+    check_file,
     get_settings,
     operator_redis,
     out,
@@ -29,18 +28,9 @@ policy_app = typer.Typer(
 @policy_app.command("check")
 def policy_check(file: Path) -> None:
     """Validate a policy file; print each problem with its line and field (exit 2 if any)."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput("FILE", f"cannot be read: {exc.strerror}", str(file)) from None
     from orchestrator.core.policies import check_policies
 
-    problems = check_policies(text)
-    for problem in problems:
-        err.print(f"{file}: {problem}", markup=False, highlight=False)
-    if problems:
-        raise typer.Exit(EXIT_BAD_INPUT)
-    out.print(f"{file}: ok")
+    check_file(file, check_policies)
 
 
 ProviderOption = Annotated[

@@ -248,3 +248,20 @@ def test_policy_check_names_line_and_field(tmp_path: Path) -> None:
     lines = done.stderr.splitlines()
     assert any("line 3: rule[0].action:" in line for line in lines)
     assert any("line 4: rule[0].max_age.in_progress:" in line for line in lines)
+
+
+@pytest.mark.parametrize("group", ["policy", "notify"])
+def test_a_check_of_an_unreadable_or_good_file_says_so(group: str, tmp_path: Path) -> None:
+    def check(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator", group, "check", str(path)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    missing = check(tmp_path / "absent.toml")
+    assert missing.returncode == 2
+    assert "FILE: cannot be read: No such file or directory" in missing.stderr
+    good = tmp_path / "runctl.toml"
+    good.write_text('[[rule]]\nname = "default"\nmax_age = { in_progress = "2h" }\n')
+    done = check(good)
+    assert (done.returncode, done.stdout.strip()) == (0, f"{good}: ok")
