@@ -1,7 +1,9 @@
 """Worker leases: who holds which message, and whether that worker is still alive.
 
 Each worker process has an id and a lease key (`runctl:lease:{id}`, with a TTL) that it
-renews every fifth of `RUNCTL_WORKER_LEASE_S` from a thread of its own (workers/heartbeat).
+renews every fifth of `RUNCTL_WORKER_LEASE_S` from a thread of its own (workers/heartbeat);
+with each renewal it writes its card (`WorkerCard`: where it runs, its metrics port) in
+`runctl:workers`, so the fleet can be listed without a scan.
 Each message a worker takes is recorded as held by it (`runctl:owners`, delivery tag -> id)
 in the same MULTI that records it in kombu's `unacked` hash (workers/transport.py). A
 message whose holder's lease has expired is put back on its queue by any live worker's
@@ -14,14 +16,35 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 
 import redis
+from pydantic import BaseModel, ConfigDict
 
 from orchestrator.store import keys
 
 RENEWALS_PER_LEASE = 5  # a worker may miss four renewals in a row and keep its lease
+FORGET_AFTER_S = 3600.0  # a dead worker's card stays listed (as not alive) this long
+
+
+class WorkerCard(BaseModel):
+    """What a worker process says of itself in `runctl:workers`, renewed with its lease."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    pid: int
+    node: str = ""  # Celery's node name (NAME@host)
+    metrics_port: int | None = None  # where its /metrics answers; None: not served
+    renewed_at: float = 0.0  # epoch s of the last renewal, the worker's clock
+
+    @classmethod
+    def of_this_process(cls, *, node: str = "", metrics_port: int | None = None) -> WorkerCard:
+        return cls(host=socket.gethostname(), pid=os.getpid(), node=node,
+                   metrics_port=metrics_port)  # fmt: skip
 
 
 def new_worker_id() -> str:
@@ -37,17 +60,46 @@ def renew_every_s(lease_s: float) -> float:
 class Leases:
     """The lease keys and the owners hash, over one Redis client."""
 
-    def __init__(self, client: redis.Redis, *, lease_s: float) -> None:
+    def __init__(
+        self, client: redis.Redis, *, lease_s: float, clock: Callable[[], float] = time.time
+    ) -> None:
         self._redis = client
         self._lease_ms = max(1, int(lease_s * 1000))
+        self._clock = clock
 
-    def renew(self, worker_id: str) -> None:
-        """Hold (or take again) `worker_id`'s lease for another `lease_s`."""
-        self._redis.set(keys.lease(worker_id), "1", px=self._lease_ms)
+    def renew(self, worker_id: str, card: WorkerCard | None = None) -> None:
+        """Hold (or take again) `worker_id`'s lease for another `lease_s`; with a `card`,
+        list the worker in `runctl:workers` too (one round trip)."""
+        if card is None:
+            self._redis.set(keys.lease(worker_id), "1", px=self._lease_ms)
+            return
+        card = card.model_copy(update={"renewed_at": self._clock()})
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(keys.lease(worker_id), "1", px=self._lease_ms)
+        pipe.hset(keys.WORKERS, worker_id, card.model_dump_json())
+        pipe.execute()
 
     def release(self, worker_id: str) -> None:
         """End the lease now: anything the worker still holds goes back at the next sweep."""
-        self._redis.delete(keys.lease(worker_id))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(keys.lease(worker_id))
+        pipe.hdel(keys.WORKERS, worker_id)
+        pipe.execute()
+
+    def forget_departed(self, *, after_s: float = FORGET_AFTER_S) -> int:
+        """Unlist workers whose lease is gone and whose last renewal is older than
+        `after_s` (killed, never released); how many went."""
+        cards: dict[bytes, bytes] = self._redis.hgetall(keys.WORKERS)  # type: ignore[assignment]
+        cutoff_s = self._clock() - after_s
+        old = [keys.text(w) for w, c in cards.items()
+               if WorkerCard.model_validate_json(c).renewed_at < cutoff_s]  # fmt: skip
+        if not old:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for worker_id in old:
+            pipe.exists(keys.lease(worker_id))
+        gone = [w for w, live in zip(old, pipe.execute(), strict=True) if not live]
+        return int(self._redis.hdel(keys.WORKERS, *gone)) if gone else 0
 
     def close(self) -> None:
         self._redis.close()
