@@ -57,15 +57,26 @@ def beat() -> None:
 def metrics(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 9460,
+    targets: Annotated[
+        bool,
+        typer.Option(
+            "--targets",
+            help="Print the live workers' metrics endpoints (Prometheus file_sd JSON) and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the fleet's gauges on /metrics (workers alive, jobs in flight, queue depth and
     age, bulk jobs, dead letters, alerts), read from Redis at each scrape, until stopped."""
     import threading
 
     from orchestrator.cli.console import operator_redis
-    from orchestrator.metrics import fleet_registry, serve
+    from orchestrator.metrics import fleet_registry, serve, worker_targets
 
-    taken = serve(fleet_registry(operator_redis(), get_settings()), host=host, port=port)
+    settings = get_settings()
+    if targets:
+        out.print_json(data=worker_targets(operator_redis(), settings))
+        return
+    taken = serve(fleet_registry(operator_redis(), settings), host=host, port=port)
     if taken is None:
         err.print(f"error: port {port} is in use", markup=False)
         raise typer.Exit(1)

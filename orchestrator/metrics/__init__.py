@@ -8,8 +8,15 @@ enforcement actions, bulk statuses): never a run, thread or job id.
 
 from __future__ import annotations
 
-from orchestrator.metrics.fleet import FleetCollector, fleet_registry
+from orchestrator.metrics.fleet import FleetCollector, fleet_registry, worker_targets
 from orchestrator.metrics.recorder import PrometheusTelemetry, status_class
 from orchestrator.metrics.serving import serve
 
-__all__ = ["FleetCollector", "PrometheusTelemetry", "fleet_registry", "serve", "status_class"]
+__all__ = [
+    "FleetCollector",
+    "PrometheusTelemetry",
+    "fleet_registry",
+    "serve",
+    "status_class",
+    "worker_targets",
+]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry
@@ -78,3 +79,15 @@ def fleet_registry(client: redis.Redis, settings: Settings) -> CollectorRegistry
     registry = CollectorRegistry()
     registry.register(FleetCollector(client, queue_name=settings.queue_name))
     return registry
+
+
+def worker_targets(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
+    """The live workers' metrics endpoints (`host:port`, from their cards) as a Prometheus
+    file_sd list, one group, so that Prometheus scrapes exactly the workers there are."""
+    fleet = read_fleet(client, queue_name=settings.queue_name, now_s=time.time())
+    found = sorted(
+        f"{w.card.host}:{w.card.metrics_port}"
+        for w in fleet.workers
+        if w.alive and w.card.metrics_port is not None
+    )
+    return [{"targets": found, "labels": {}}]
