@@ -39,7 +39,7 @@ def sweep_once(app: Celery, reclaimer: FetchReclaimer, leases: Leases) -> None:
         channel.qos.return_lapsed(leases)
         channel.qos.restore_visible(num=None, interval=1)
     reclaimer.sweep(now_s=time.time())
-    leases.forget_departed()  # killed workers' cards, an hour after their last renewal
+    leases.forget_departed()  # killed workers' cards
 
 
 def sweep_every_s(settings: Settings) -> float:

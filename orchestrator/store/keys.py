@@ -124,9 +124,10 @@ def lease(worker_id: str) -> str:
 
 
 WORKERS = f"{PREFIX}:workers"
-"""Hash: worker id -> its card (JSON: host, pid, node name, metrics port, last renewal),
-written with each lease renewal and removed when the lease ends, so the fleet is read
-without scanning for lease keys (store/leases.py, store/fleet.py)."""
+"""Hash: worker id -> its card (JSON: host, pid, node name, metrics port, start time),
+listed while its lease is held (HSETNX with each renewal, removed when the lease ends or
+lapses), so the fleet is read without scanning for lease keys (store/leases.py,
+store/fleet.py)."""
 
 BULKS = f"{PREFIX}:bulks"
 """Sorted set: every bulk job's id, scored by when it was created (epoch s), trimmed to

@@ -2,8 +2,8 @@
 
 Each worker process has an id and a lease key (`runctl:lease:{id}`, with a TTL) that it
 renews every fifth of `RUNCTL_WORKER_LEASE_S` from a thread of its own (workers/heartbeat);
-with each renewal it writes its card (`WorkerCard`: where it runs, its metrics port) in
-`runctl:workers`, so the fleet can be listed without a scan.
+its card (`WorkerCard`: where it runs, its metrics port) is listed in `runctl:workers`
+while the lease is held, so the fleet can be listed without a scan.
 Each message a worker takes is recorded as held by it (`runctl:owners`, delivery tag -> id)
 in the same MULTI that records it in kombu's `unacked` hash (workers/transport.py). A
 message whose holder's lease has expired is put back on its queue by any live worker's
@@ -19,7 +19,6 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 
 import redis
 from pydantic import BaseModel, ConfigDict
@@ -27,7 +26,6 @@ from pydantic import BaseModel, ConfigDict
 from orchestrator.store import keys
 
 RENEWALS_PER_LEASE = 5  # a worker may miss four renewals in a row and keep its lease
-FORGET_AFTER_S = 3600.0  # a dead worker's card stays listed (as not alive) this long
 
 
 class WorkerCard(BaseModel):
@@ -39,12 +37,12 @@ class WorkerCard(BaseModel):
     pid: int
     node: str = ""  # Celery's node name (NAME@host)
     metrics_port: int | None = None  # where its /metrics answers; None: not served
-    renewed_at: float = 0.0  # epoch s of the last renewal, the worker's clock
+    started_at: float = 0.0  # epoch s, the worker's clock
 
     @classmethod
     def of_this_process(cls, *, node: str = "", metrics_port: int | None = None) -> WorkerCard:
         return cls(host=socket.gethostname(), pid=os.getpid(), node=node,
-                   metrics_port=metrics_port)  # fmt: skip
+                   metrics_port=metrics_port, started_at=time.time())  # fmt: skip
 
 
 def new_worker_id() -> str:
@@ -60,23 +58,20 @@ def renew_every_s(lease_s: float) -> float:
 class Leases:
     """The lease keys and the owners hash, over one Redis client."""
 
-    def __init__(
-        self, client: redis.Redis, *, lease_s: float, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, client: redis.Redis, *, lease_s: float) -> None:
         self._redis = client
         self._lease_ms = max(1, int(lease_s * 1000))
-        self._clock = clock
 
     def renew(self, worker_id: str, card: WorkerCard | None = None) -> None:
         """Hold (or take again) `worker_id`'s lease for another `lease_s`; with a `card`,
-        list the worker in `runctl:workers` too (one round trip)."""
+        list the worker in `runctl:workers` unless it is listed (one round trip: a card
+        dropped while the lease lapsed, or lost with Redis, comes back at the next renewal)."""
         if card is None:
             self._redis.set(keys.lease(worker_id), "1", px=self._lease_ms)
             return
-        card = card.model_copy(update={"renewed_at": self._clock()})
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(keys.lease(worker_id), "1", px=self._lease_ms)
-        pipe.hset(keys.WORKERS, worker_id, card.model_dump_json())
+        pipe.hsetnx(keys.WORKERS, worker_id, card.model_dump_json())
         pipe.execute()
 
     def release(self, worker_id: str) -> None:
@@ -86,19 +81,16 @@ class Leases:
         pipe.hdel(keys.WORKERS, worker_id)
         pipe.execute()
 
-    def forget_departed(self, *, after_s: float = FORGET_AFTER_S) -> int:
-        """Unlist workers whose lease is gone and whose last renewal is older than
-        `after_s` (killed, never released); how many went."""
-        cards: dict[bytes, bytes] = self._redis.hgetall(keys.WORKERS)  # type: ignore[assignment]
-        cutoff_s = self._clock() - after_s
-        old = [keys.text(w) for w, c in cards.items()
-               if WorkerCard.model_validate_json(c).renewed_at < cutoff_s]  # fmt: skip
-        if not old:
+    def forget_departed(self) -> int:
+        """Unlist the workers whose lease is gone (killed, never released); how many went.
+        One that was only late renews its lease and lists its card again."""
+        listed: list[bytes] = self._redis.hkeys(keys.WORKERS)  # type: ignore[assignment]
+        if not listed:
             return 0
         pipe = self._redis.pipeline(transaction=False)
-        for worker_id in old:
-            pipe.exists(keys.lease(worker_id))
-        gone = [w for w, live in zip(old, pipe.execute(), strict=True) if not live]
+        for worker_id in listed:
+            pipe.exists(keys.lease(keys.text(worker_id)))
+        gone = [w for w, live in zip(listed, pipe.execute(), strict=True) if not live]
         return int(self._redis.hdel(keys.WORKERS, *gone)) if gone else 0
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ from orchestrator.metrics import fleet_registry
 from orchestrator.service.targets import Target
 from orchestrator.store import keys
 from orchestrator.store.fleet import read_fleet
-from orchestrator.store.leases import FORGET_AFTER_S, Leases, WorkerCard
+from orchestrator.store.leases import Leases, WorkerCard
 from tests.integration.harness import (
     Deployment,
     Sim,
@@ -95,12 +95,18 @@ def worker_ports(deployment: Deployment) -> list[int]:
 def test_two_workers_on_one_host_serve_metrics_on_two_ports(
     fleet: tuple[Sim, Deployment, list[Worker]],
 ) -> None:
-    _, deployment, _ = fleet
+    _, deployment, workers = fleet
     ports = wait_for(lambda: p if len(p := worker_ports(deployment)) == 2 else None,
                      timeout_s=30, what="two workers listing their metrics ports")  # fmt: skip
     base = int(deployment.overrides["RUNCTL_METRICS_PORT"])
     assert ports[0] != ports[1]
     assert set(ports) <= set(range(base, base + 32))
+    client = redis.Redis.from_url(deployment.redis_url)
+    try:
+        cards = read_fleet(client, queue_name=deployment.queue, now_s=0.0).workers
+    finally:
+        client.close()
+    assert sorted(w.card.node for w in cards) == sorted(w.name for w in workers)
     for port in ports:
         samples = scrape(f"http://127.0.0.1:{port}/metrics")
         assert total(samples, "runctl_worker_jobs_running") == 0  # the gevent hub serves it
@@ -216,22 +222,17 @@ def test_runctl_metrics_lists_the_workers_for_prometheus(
     assert group["targets"] == [f"{host}:{port}" for port in worker_ports(deployment)]
 
 
-def test_cards_of_workers_long_dead_are_forgotten(redis_url: str) -> None:
+def test_cards_of_workers_whose_lease_is_gone_are_forgotten(redis_url: str) -> None:
     client = redis.Redis.from_url(fresh_database(redis_url, 12))  # not the fleet's (9)
-    now_s = 10_000.0
-    leases = Leases(client, lease_s=5, clock=lambda: now_s - FORGET_AFTER_S - 1)
+    leases = Leases(client, lease_s=5)
     card = WorkerCard(host="h", pid=1)
-    leases.renew("dead", card)
-    leases.renew("stopped-long-ago-but-renewing", card)  # its lease is held
-    leases.renew("recent", card.model_copy())
-    client.delete(keys.lease("dead"))
-    client.hset(
-        keys.WORKERS, "recent", card.model_copy(update={"renewed_at": now_s}).model_dump_json()
-    )
-    client.delete(keys.lease("recent"))
+    leases.renew("killed", card)
+    leases.renew("alive", card)
+    client.delete(keys.lease("killed"))
     try:
-        assert Leases(client, lease_s=5, clock=lambda: now_s).forget_departed() == 1
-        listed = {keys.text(w) for w in client.hkeys(keys.WORKERS)}
-        assert listed == {"stopped-long-ago-but-renewing", "recent"}
+        assert leases.forget_departed() == 1
+        assert client.hkeys(keys.WORKERS) == [b"alive"]
+        leases.renew("killed", card)  # only late: listed again with its next renewal
+        assert sorted(client.hkeys(keys.WORKERS)) == [b"alive", b"killed"]
     finally:
         client.close()
