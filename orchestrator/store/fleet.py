@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from orchestrator.store import bulk, keys
 from orchestrator.store.leases import WorkerCard
@@ -110,19 +110,20 @@ def _by_status(records: list[list[bytes | None]]) -> dict[str, int]:
 def _age_s(message: bytes | None, now_s: float) -> float | None:
     """How long ago the job in a queued message was requested; None when the queue is empty
     or the message carries no job (an enforcement pass, a foreign message)."""
+    requested_at = _requested_at(message)
+    return None if requested_at is None else max(0.0, now_s - requested_at)
+
+
+def _requested_at(message: bytes | None) -> float | None:
+    """The `requested_at` (epoch s) of the job in a Celery protocol-v2 message in kombu's
+    envelope: the body is base64 of `[args, kwargs, embed]`, and a cancel's one argument
+    (or its `job` keyword) is the job (workers/envelope.py)."""
     if message is None:
         return None
-    requested_at = _requested_at(message)
-    return None if requested_at is None else max(0.0, now_s - requested_at.timestamp())
-
-
-def _requested_at(message: bytes) -> datetime | None:
-    """The `requested_at` of the job in a Celery protocol-v2 message in kombu's envelope:
-    the body is base64 of `[args, kwargs, embed]`, and a cancel's one argument is the job
-    (workers/envelope.py)."""
     try:
         envelope: Any = json.loads(message)
-        args = json.loads(base64.b64decode(envelope["body"]))[0]
-        return datetime.fromisoformat(args[0]["requested_at"])
-    except (ValueError, KeyError, IndexError, TypeError, binascii.Error, ValidationError):
+        args, kwargs = json.loads(base64.b64decode(envelope["body"]))[:2]
+        job = args[0] if args else kwargs["job"]
+        return datetime.fromisoformat(job["requested_at"]).timestamp()
+    except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
         return None

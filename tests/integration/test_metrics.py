@@ -68,7 +68,8 @@ def fleet(
     """Two workers on this host, both told the same metrics port: the second takes the
     next free one."""
     log_dir = tmp_path_factory.mktemp("metrics")
-    with simulator() as sim:
+    # Cancels settle in 2 s: the jobs are still running when the test first scrapes.
+    with simulator(cancel_settle_min_s=2.0, cancel_settle_max_s=2.5) as sim:
         deployment = deployment_for(
             sim, redis_url, 9,
             RUNCTL_METRICS_PORT=str(free_port()), RUNCTL_METRICS_HOST="127.0.0.1",
@@ -123,12 +124,18 @@ def test_a_bulk_job_is_counted_across_both_workers(
     runs = [told, *sim.seed(RUNS - 1, status="in_progress")]
     producer = Producer(deployment.settings())
     try:
+        urls = [f"http://127.0.0.1:{port}/metrics" for port in worker_ports(deployment)]
         bulk_id = producer.bulk_cancel((Target(t, r) for t, r in runs), on_problem=print)
+        # Scraped while the jobs run: each worker's hub answers between its jobs.
+        wait_for(
+            lambda: sum(total(scrape(url), "runctl_worker_jobs_running") for url in urls) > 0,
+            timeout_s=30,
+            what="a scrape during the bulk job that sees jobs running",
+        )
         record = wait_for_bulk(producer, bulk_id, timeout_s=90)
     finally:
         producer.close()
     assert record.results == {Result.CANCELLED: RUNS}
-    urls = [f"http://127.0.0.1:{port}/metrics" for port in worker_ports(deployment)]
 
     def counted() -> list[list[Sample]] | None:
         # Each worker counts an outcome just after publishing it: poll until all are in.

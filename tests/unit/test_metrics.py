@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from orchestrator.core.models import CancelJob, Outcome, Result
 from orchestrator.metrics import PrometheusTelemetry, status_class
-from orchestrator.store.fleet import _age_s, _by_status
+from orchestrator.store.fleet import _age_s, _by_status, _requested_at
 from workers.envelope import MessageFormat
 
 
@@ -86,3 +86,12 @@ def test_bulk_jobs_are_counted_by_status() -> None:
         [None, None, None, None],  # its record expired
     ]
     assert _by_status(records) == {"enqueueing": 1, "running": 1, "finished": 2, "aborted": 1}
+
+
+def test_the_requested_at_of_a_queued_job_is_read_from_its_envelope() -> None:
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    raw = MessageFormat("runctl").encode(CancelJob(run_id="r", requested_at=at)).encode()
+    assert _requested_at(raw) == at.timestamp()
+    assert _requested_at(b"not json") is None
+    assert _requested_at(b'{"body": "bm90IGpzb24="}') is None
+    assert _requested_at(None) is None
