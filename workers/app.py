@@ -163,3 +163,5 @@ def _end_lease(**_: Any) -> None:
     context = built_context()
     if context is not None:
         context.end_lease()
+        for times in context.settle_times:
+            times.flush()  # the last second's observations

@@ -48,6 +48,7 @@ class WorkerContext:
         self.settings = settings
         self.heartbeat: Heartbeat | None = None
         self.hand_over = HandOver(grace_s=settings.shutdown_grace_s)
+        self.settle_times: list[SettleTimes] = []  # flushed when the worker stops
         self.redis = redis_client(settings)
         check_redis(settings)
         self.store = OutcomeStore(
@@ -156,6 +157,7 @@ class WorkerContext:
             connection_id(connection.name, connection.base_url),
             half_life_s=settings.settle_half_life_s,
         )
+        self.settle_times.append(times)
         plan = LookPlan(
             first_quantile=settings.poll_first_quantile,
             next_quantile=settings.poll_next_quantile,

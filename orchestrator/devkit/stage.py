@@ -200,6 +200,12 @@ class SimulatorAdmin:
         reply = httpx.patch(f"{self.admin_url}/config", json=knobs, timeout=ADMIN_TIMEOUT_S)
         reply.raise_for_status()
 
+    def settle_now(self) -> int:
+        """Every run still settling after a cancel settles now; returns how many."""
+        reply = httpx.post(f"{self.admin_url}/settle", json={}, timeout=ADMIN_TIMEOUT_S)
+        settled: int = reply.raise_for_status().json()["settled"]
+        return settled
+
     def reset(self) -> None:
         """Forget every run, counter and logged request; the config (and its key) stays."""
         reply = httpx.post(f"{self.admin_url}/reset", json={}, timeout=ADMIN_TIMEOUT_S)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -133,7 +132,10 @@ class Producer:
         on_start(bulk_id)
 
         def make_job(target: Target) -> CancelJob:
-            return CancelJob(
+            # Every field was checked already: the ids by the kind's rules in `_checked`
+            # (each at least as strict as SafeId), the reason where the target was read,
+            # the rest in `shared`. Validating 100,000 jobs again cost a tenth of the time.
+            return CancelJob.model_construct(
                 provider=target.provider or default,
                 job_id=new_job_id(),
                 thread_id=target.thread_id,
@@ -170,7 +172,7 @@ class Producer:
             except InvalidInput as exc:
                 yield Problem(target.source or "target", exc.field, exc.rule)
                 continue
-            yield replace(target, provider=name)
+            yield Target(target.thread_id, target.run_id, target.reason, target.source, name)
 
     def track(self, thread_id: str | None, run_id: str, *, provider: str | None = None) -> bool:
         """Have the enforcer watch a run, from its creation on; False if already tracked."""

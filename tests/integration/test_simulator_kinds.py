@@ -1,9 +1,8 @@
 """The simulator's other kinds, driven by each kind's official client unchanged: `openai`
 (Responses, validated against the spec's `Response`), `openai.AzureOpenAI` (api-key and
 api-version enforced), langgraph-sdk (202 cancel, the 404 ambiguity, rollback deleting the
-run), and Foundry Agents' requests with a bearer token (raw httpx mirroring azure-ai-agents'
-AgentsClient, which is not a dev dependency; and runctl's own client with a stub
-credential)."""
+run), and azure-ai-agents' `AgentsClient` (a bearer token and `api-version` enforced; also
+runctl's own client with a stub credential)."""
 
 from __future__ import annotations
 
@@ -17,6 +16,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from azure.ai.agents import AgentsClient
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError, ResourceNotFoundError
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.errors import NotFoundError, PermissionDeniedError, UnprocessableEntityError
@@ -161,6 +163,35 @@ def test_foundry_agents_requests_need_a_bearer_token_and_api_version(
     assert httpx.get(base, params={"api-version": "v1"},
                      headers={"api-key": KEY}).status_code == 401  # fmt: skip
     assert httpx.get(base, headers=bearer).status_code == 400
+
+
+class SdkCredential:
+    """A TokenCredential for azure-core: the simulator's key (or another) as the token."""
+
+    def __init__(self, token: str = KEY) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+
+def test_foundry_agents_sdk_cancels_and_gets_a_run(sim: SimulatorHandle) -> None:
+    """azure-ai-agents' own client, unchanged; `enforce_https=False` is azure-core's switch
+    for a bearer token over plain HTTP (the simulator has no TLS)."""
+    endpoint = f"{root(sim)}/foundry"
+    client = AgentsClient(endpoint=endpoint, credential=SdkCredential())
+    run = seed(sim, status="in_progress")
+    cancelled = client.runs.cancel(run["thread_id"], run["run_id"], enforce_https=False)
+    assert (cancelled.id, cancelled.status) == (run["run_id"], "cancelling")
+    looked = client.runs.get(run["thread_id"], run["run_id"], enforce_https=False)
+    assert looked.status in {"cancelling", "cancelled"}
+    with pytest.raises(ResourceNotFoundError):
+        client.runs.get(run["thread_id"], "run_missing", enforce_https=False)
+    wrong = AgentsClient(endpoint=endpoint, credential=SdkCredential("wrong"))
+    with pytest.raises(ClientAuthenticationError):
+        wrong.runs.get(run["thread_id"], run["run_id"], enforce_https=False)
+    client.close()
+    wrong.close()
 
 
 @dataclass

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from orchestrator.cli.bulk import _QueueingBar
@@ -36,7 +37,7 @@ class CountingStore:
             self.counts[name] = self.counts.get(name, 0) + value
 
     def enqueued(self, bulk_id: str, *, failure: str = "") -> None:
-        pass
+        self.failure = failure
 
 
 def test_progress_is_reported_after_each_batch() -> None:
@@ -58,6 +59,34 @@ def test_progress_is_reported_after_each_batch() -> None:
 
     assert queued_at_each_batch == [2, 4, 5]
     assert store.counts["invalid"] == 1
+
+
+def test_a_failed_send_stops_the_reading_and_is_recorded() -> None:
+    store = CountingStore()
+    sent: list[int] = []
+
+    def submit_many(jobs: Sequence[CancelJob]) -> list[Submitted]:
+        if sent:
+            raise ConnectionError("redis went away")
+        sent.append(len(jobs))
+        return [Submitted(j.job_id, False) for j in jobs]
+
+    read: list[int] = []
+
+    def targets() -> Iterator[Target | Problem]:
+        for i in range(10):
+            read.append(i)
+            yield Target(f"thread_{i}", f"run_{i}")
+
+    with pytest.raises(ConnectionError):
+        enqueue(
+            "bulk_1", targets(), store=store,  # type: ignore[arg-type]
+            make_job=lambda t: CancelJob(thread_id=t.thread_id, run_id=t.run_id),
+            submit_many=submit_many, on_problem=lambda _: None, batch_size=2,
+        )  # fmt: skip
+    assert sent == [2]
+    assert store.failure == "enqueueing stopped: ConnectionError"
+    assert len(read) <= 6  # at most the batch being read while the failed one was sent
 
 
 def test_the_queueing_bar_shows_what_was_read_and_queued() -> None:

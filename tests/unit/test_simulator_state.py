@@ -177,6 +177,22 @@ def test_cancel_goes_cancelling_then_cancelled_at_settle_time(
     assert (state.cancels_received, state.cancels_applied) == (1, 1)
 
 
+def test_settle_now_ends_what_is_settling_and_leaves_stuck_runs_stuck(
+    clock: FakeClock, state: State
+) -> None:
+    settling, stuck, untouched = seed_one(state), seed_one(state), seed_one(state)
+    stuck.behavior = "stuck_cancelling"
+    for run in (settling, stuck):
+        state.cancel(run.thread_id, run.id)
+    clock.advance(SETTLE_S / 4)
+    assert state.settle_now() == 1
+    assert status(state, settling) is RunStatus.CANCELLED
+    assert state.view(settling).cancelled_at == int(WALL_START_S + SETTLE_S / 4)
+    assert status(state, stuck) is RunStatus.CANCELLING
+    assert status(state, untouched) is not RunStatus.CANCELLING
+    assert state.settle_now() == 0
+
+
 def test_cancel_of_a_cancelling_run_is_refused(state: State) -> None:
     run = seed_one(state)
     state.cancel(run.thread_id, run.id)

@@ -88,6 +88,9 @@ class Admin:
             raise errors.invalid_param("after", "Invalid 'after'.") from None
         return _json({"runs": self.runtime.state.settled_runs(after=max(0, after))})
 
+    async def settle(self, request: web.Request) -> web.Response:
+        return _json({"settled": self.runtime.state.settle_now()})
+
     async def get_config(self, request: web.Request) -> web.Response:
         return _json(_public_config(self.runtime.config))
 
@@ -117,6 +120,7 @@ def add_routes(app: web.Application, runtime: Runtime) -> None:
     router.add_get("/_sim/stats", _guarded(admin.stats))
     router.add_get("/_sim/requests", _guarded(admin.requests))
     router.add_get("/_sim/settled", _guarded(admin.settled))
+    router.add_post("/_sim/settle", _guarded(admin.settle))
     router.add_get("/_sim/config", _guarded(admin.get_config))
     router.add_patch("/_sim/config", _guarded(admin.patch_config))
     router.add_post("/_sim/reset", _guarded(admin.reset))

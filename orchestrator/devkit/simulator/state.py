@@ -489,6 +489,20 @@ class State:
         run.settle_s = settle_time_s(self.config, self.rng)
         self.settled_order.append(run.id)
 
+    def settle_now(self) -> int:
+        """Every run still settling settles now (a stuck one stays stuck); returns how many.
+        For a test that needed runs to stay `cancelling` for a while, and no longer does."""
+        now = self.clock()
+        hurried = 0
+        for run_id in self.settled_order:
+            run = self.runs.get(run_id)
+            if run is None or run.cancel_mono is None or run.behavior == "stuck_cancelling":
+                continue
+            if run.cancel_mono + run.settle_s > now:
+                run.settle_s = now - run.cancel_mono
+                hurried += 1
+        return hurried
+
     def settled_runs(self, *, after: int = 0) -> list[dict[str, Any]]:
         """Runs whose cancel was applied, in that order from the `after`-th on, with the
         unix time (float seconds) at which each leaves `cancelling` (a run that stays
