@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -106,10 +107,12 @@ def start_workers(
     concurrency: int,
     log_dir: Path,
     rate_limit_rps: float = 0.0,
+    settings: Mapping[str, str] | None = None,
 ) -> tuple[WorkerEnv, list[Child]]:
     """`count` worker processes on `target` and `sim`, on a queue of their own, with our
     global limit (0 = off), stopped when `stack` closes; returned once each answers a
-    Celery control ping. Also what they share with a producer."""
+    Celery control ping. Also what they share with a producer. `settings`: more
+    `RUNCTL_*` values for the workers."""
     from workers.queue import CeleryQueue  # imports Celery: only once workers are wanted
 
     env = WorkerEnv(
@@ -120,6 +123,7 @@ def start_workers(
         settings={
             "RUNCTL_LOG_LEVEL": WORKER_LOG_LEVEL,
             "RUNCTL_RATE_LIMIT_RPS": str(rate_limit_rps),
+            **(settings or {}),
         },
     )
     pings = CeleryQueue(env.producer_settings())

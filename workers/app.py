@@ -120,12 +120,16 @@ def _configure_logging(loglevel: int | str | None = None, **_: Any) -> None:
 def _build_context(sender: Any = None, **_: Any) -> None:
     # Fail at start-up, not on the first job, when the provider cannot be configured.
     # The lease is taken before the first message is, and renewed until shutdown.
+    # Metrics are served before the lease is taken, so the card lists the port taken.
+    from orchestrator.store.leases import WorkerCard
     from workers.context import get_context
 
     context = get_context()
+    port = context.serve_metrics()
     worker_id = sender.app.conf.broker_transport_options.get(WORKER_ID_OPTION)
     if worker_id:
-        context.hold_lease(worker_id)
+        card = WorkerCard.of_this_process(node=str(sender.hostname), metrics_port=port)
+        context.hold_lease(worker_id, card)
 
 
 @signals.worker_ready.connect

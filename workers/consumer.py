@@ -12,8 +12,6 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
-from orchestrator.store.deadletters import DeadLetters
-
 log = logging.getLogger(__name__)
 
 
@@ -22,7 +20,7 @@ def park(message: Any, reason: str) -> None:
 
     headers = getattr(message, "headers", None) or {}
     try:
-        DeadLetters(get_context().redis).park(
+        get_context().dead_letters.park(
             reason,
             body=getattr(message, "body", None),
             content_type=getattr(message, "content_type", None),

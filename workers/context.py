@@ -5,6 +5,7 @@ Built once per process, on first use; the Celery task stays a thin edge over it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -12,17 +13,21 @@ import time
 from typing import TYPE_CHECKING
 
 import redis
+from prometheus_client import CollectorRegistry
 
 from orchestrator.core.connections import Connection
 from orchestrator.core.lifecycle import Lifecycle, PollPolicy, PollSchedule
 from orchestrator.core.retrying import RetryPolicy
 from orchestrator.core.settings import Settings
 from orchestrator.core.settling import LearnedSchedule, LookPlan
+from orchestrator.core.telemetry import NO_TELEMETRY, Telemetry
+from orchestrator.metrics import PrometheusTelemetry, serve
 from orchestrator.providers import make_provider
 from orchestrator.providers.base import BuildOptions
 from orchestrator.service.connections import load_connections
 from orchestrator.store.client import check_redis, redis_client
-from orchestrator.store.leases import Leases, renew_every_s
+from orchestrator.store.deadletters import DeadLetters
+from orchestrator.store.leases import Leases, WorkerCard, renew_every_s
 from orchestrator.store.outcomes import OutcomeStore
 from orchestrator.store.ratelimit import rate_limiter
 from orchestrator.store.settling import SettleTimes, connection_id
@@ -65,6 +70,15 @@ class WorkerContext:
             connect_timeout_s=settings.connect_timeout_s,
         )
         self.connections = load_connections(settings)
+        # Recorded only where they are served (RUNCTL_METRICS_PORT); `serve_metrics` serves.
+        self.metrics: PrometheusTelemetry | None = None
+        self.telemetry: Telemetry = NO_TELEMETRY
+        if settings.metrics_port:
+            self.metrics = PrometheusTelemetry(
+                CollectorRegistry(), providers=self.connections.by_name
+            )
+            self.telemetry = self.metrics
+        options = dataclasses.replace(options, telemetry=self.telemetry)
         # One client per configured connection, built now: a key that is not set stops the
         # worker at start-up, naming the variable.
         self.lifecycles: dict[str, Lifecycle] = {
@@ -74,20 +88,30 @@ class WorkerContext:
                 poll_policy=poll_policy,
                 clock=time.time,
                 sleep=time.sleep,  # gevent patches it: a sleeping job yields its greenlet
-                gate=rate_limiter(self.redis, settings, connection),
+                gate=rate_limiter(self.redis, settings, connection, telemetry=self.telemetry),
                 kind=connection.kind.value,
                 schedule=self._schedule(connection),
             )
             for name, connection in self.connections.by_name.items()
         }
 
-    def hold_lease(self, worker_id: str) -> None:
+    def serve_metrics(self) -> int | None:
+        """Serve this process's /metrics (RUNCTL_METRICS_PORT, or the next free port after
+        it); the port taken, or None when metrics are off or no port was free."""
+        if self.metrics is None:
+            return None
+        self.metrics.count_running(self.hand_over.running)
+        settings = self.settings
+        return serve(self.metrics.registry, host=settings.metrics_host,
+                     port=settings.metrics_port, tries=settings.metrics_ports)  # fmt: skip
+
+    def hold_lease(self, worker_id: str, card: WorkerCard | None = None) -> None:
         """Take this process's lease now (before any message is taken) and renew it from
-        an OS thread until `end_lease`."""
+        an OS thread until `end_lease`, listing the process's `card` with it."""
         lease_s = self.settings.worker_lease_s
         every_s = renew_every_s(lease_s)
         try:
-            Leases(self.redis, lease_s=lease_s).renew(worker_id)
+            Leases(self.redis, lease_s=lease_s).renew(worker_id, card)
         except redis.RedisError as exc:  # not up yet: the heartbeat keeps trying
             log.warning("could not take the worker's lease yet (%s)", type(exc).__name__)
 
@@ -97,7 +121,7 @@ class WorkerContext:
             )
             return Leases(client, lease_s=lease_s)
 
-        self.heartbeat = Heartbeat(own_client, worker_id, every_s=every_s)
+        self.heartbeat = Heartbeat(own_client, worker_id, every_s=every_s, card=card)
         self.heartbeat.start()
 
     def end_lease(self) -> None:
@@ -114,7 +138,14 @@ class WorkerContext:
         one provider client, one producer, the policy file read again only when changed."""
         from workers.enforcing import Enforcing
 
-        return Enforcing(self.settings, self.redis, self.producer.cancel_many)
+        return Enforcing(
+            self.settings, self.redis, self.producer.cancel_many, telemetry=self.telemetry
+        )
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """Where this process parks the messages it refuses (counted in its metrics)."""
+        return DeadLetters(self.redis, telemetry=self.telemetry)
 
     def _schedule(self, connection: Connection) -> PollSchedule | None:
         """The learned poll schedule of this connection (its name and base URL), if enabled."""

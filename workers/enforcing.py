@@ -24,6 +24,7 @@ from orchestrator.core.policies import PolicyError, PolicySet, load_policies
 from orchestrator.core.provider import ProviderError, RunsProvider
 from orchestrator.core.retrying import RetryPolicy
 from orchestrator.core.settings import Settings
+from orchestrator.core.telemetry import NO_TELEMETRY, Telemetry
 from orchestrator.providers import make_provider
 from orchestrator.providers.base import BuildOptions
 from orchestrator.service.connections import Connections, load_connections
@@ -48,11 +49,15 @@ class _Clients:
         connections: Connections,
         *,
         make_runs: Callable[[Connection], RunsProvider] | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._settings = settings
         self._redis = client
         self._connections = connections
-        options = BuildOptions(32, settings.read_timeout_s, settings.connect_timeout_s)
+        self._telemetry = telemetry
+        options = BuildOptions(
+            32, settings.read_timeout_s, settings.connect_timeout_s, telemetry=telemetry
+        )
         self._make_runs = make_runs or partial(make_provider, options=options)
         self._built: dict[str, tuple[RunsProvider, RateLimiter]] = {}
 
@@ -63,7 +68,7 @@ class _Clients:
             connection = self._connections.by_name[name]
             self._built[name] = (
                 self._make_runs(connection),
-                rate_limiter(self._redis, self._settings, connection),
+                rate_limiter(self._redis, self._settings, connection, telemetry=self._telemetry),
             )
         return self._built[name]
 
@@ -131,10 +136,15 @@ class Enforcing:
         submit_many: Callable[[Sequence[CancelJob]], list[Submitted]],
         *,
         make_runs: Callable[[Connection], RunsProvider] | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         connections = load_connections(settings)
-        self.clients = _Clients(settings, client, connections, make_runs=make_runs)
-        self._build = partial(_enforcer, settings, client, submit_many, self.clients)
+        self.clients = _Clients(
+            settings, client, connections, make_runs=make_runs, telemetry=telemetry
+        )
+        self._build = partial(
+            _enforcer, settings, client, submit_many, self.clients, telemetry=telemetry
+        )
         self.source = PolicySource(Path(settings.policies_file))
         self._enforcer: Enforcer | None = None
 
@@ -160,6 +170,7 @@ def _enforcer(
     submit_many: Callable[[Sequence[CancelJob]], list[Submitted]],
     clients: _Clients,
     policies: PolicySet,
+    telemetry: Telemetry = NO_TELEMETRY,
 ) -> Enforcer:
     def fetch(provider: str, thread_id: str | None, run_id: str) -> Run:
         runs, limiter = clients.get(provider)
@@ -184,6 +195,7 @@ def _enforcer(
             reissue_backoff_s=settings.enforce_reissue_backoff_s,
             deadline_s=settings.default_deadline_s,
         ),
+        telemetry=telemetry,
     )
 
 

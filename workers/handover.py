@@ -54,6 +54,10 @@ class HandOver:
                 self._interrupted.discard(current)
                 _absorb_pending_interrupt()
 
+    def running(self) -> int:
+        """How many jobs are running in this process now."""
+        return len(self._running)
+
     def begin(self) -> None:
         """The worker was asked to stop: interrupt what still runs after the grace.
         Called from a signal handler, so it only schedules."""

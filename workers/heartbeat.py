@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from orchestrator.store.leases import Leases
+from orchestrator.store.leases import Leases, WorkerCard
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,16 @@ class Heartbeat:
     """Renews `worker_id`'s lease every `every_s` in an OS thread, until `stop`."""
 
     def __init__(
-        self, make_leases: Callable[[], Leases], worker_id: str, *, every_s: float
+        self,
+        make_leases: Callable[[], Leases],
+        worker_id: str,
+        *,
+        every_s: float,
+        card: WorkerCard | None = None,
     ) -> None:
         self._make_leases = make_leases
         self.worker_id = worker_id
+        self._card = card
         self._every_s = every_s
         start, allocate = _native()
         self._start_thread = start
@@ -71,7 +77,7 @@ class Heartbeat:
         try:
             while True:
                 try:
-                    leases.renew(self.worker_id)
+                    leases.renew(self.worker_id, self._card)
                     if missed:
                         log.warning("lease renewed after %d missed renewal(s)", missed)
                     missed = 0

@@ -32,12 +32,14 @@ log = logging.getLogger(__name__)
 
 def sweep_once(app: Celery, reclaimer: FetchReclaimer, leases: Leases) -> None:
     """Put back every message whose holder's lease lapsed, every message a dead worker's
-    fetch stranded, and every message whose visibility timeout has passed."""
+    fetch stranded, and every message whose visibility timeout has passed; unlist workers
+    long dead."""
     with app.connection_for_read() as connection:
         channel: Any = connection.default_channel  # our transport's channel, typed loosely
         channel.qos.return_lapsed(leases)
         channel.qos.restore_visible(num=None, interval=1)
     reclaimer.sweep(now_s=time.time())
+    leases.forget_departed()  # killed workers' cards
 
 
 def sweep_every_s(settings: Settings) -> float:

@@ -19,7 +19,6 @@ from orchestrator.core.errors import JobInterrupted
 from orchestrator.core.logs import job_context
 from orchestrator.core.models import CancelJob
 from orchestrator.service.execution import execute, reject
-from orchestrator.store.deadletters import DeadLetters
 from orchestrator.store.outages import is_redis_outage
 from workers.app import ENFORCE_TASK
 from workers.context import get_context
@@ -38,7 +37,7 @@ def _parse(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) 
         reason = _reason(exc)
         log.error("refused a malformed job: %s", reason)
         try:
-            DeadLetters(get_context().redis).park(
+            get_context().dead_letters.park(
                 reason, body=repr((args, kwargs))[:4000], task=CANCEL_TASK,
                 message_id=task.request.id,
             )  # fmt: skip
@@ -79,6 +78,7 @@ def cancel_run(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any
                     clock=time.time,
                     sleep=time.sleep,
                     redis_outage_max_s=context.settings.redis_outage_max_s,
+                    telemetry=context.telemetry,
                 )
         except JobInterrupted:
             log.info("worker shutting down; handing the job back")
@@ -101,10 +101,12 @@ def _unknown_connection(task: Task[Any, Any], job: CancelJob) -> dict[str, Any]:
     )
     log.error("%s; parking the job", reason)
     try:
-        DeadLetters(context.redis).park(
+        context.dead_letters.park(
             reason, body=job.model_dump_json(), task=CANCEL_TASK, message_id=task.request.id
         )
-        outcome = reject(job, reason, store=context.store, clock=time.time)
+        outcome = reject(
+            job, reason, store=context.store, clock=time.time, telemetry=context.telemetry
+        )
     except redis.RedisError as exc:
         _hand_back(exc)
     return outcome.to_json_dict()
@@ -125,7 +127,7 @@ def _park_refused(task: Task[Any, Any], job: CancelJob, exc: redis.RedisError) -
     reason = f"redis refused a command of this job: {type(exc).__name__}: {str(exc)[:200]}"
     log.error("%s; parking the job", reason)
     try:
-        DeadLetters(get_context().redis).park(
+        get_context().dead_letters.park(
             reason, body=job.model_dump_json(), task=CANCEL_TASK, message_id=task.request.id
         )
     except redis.RedisError as park_exc:

@@ -32,6 +32,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
+from orchestrator.core.telemetry import NO_TELEMETRY
 from orchestrator.store import keys, scripts
 from orchestrator.store.deadletters import DeadLetters
 from orchestrator.store.leases import Leases
@@ -297,9 +298,13 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         """Move an envelope that is not a message from the fetch list to the dead letters."""
         reason = f"not a message envelope: {type(exc).__name__}: {str(exc)[:200]}"
         log.error("refused a raw queue entry: %s", reason)
+        from workers.context import built_context
+
+        context = built_context()
+        telemetry = NO_TELEMETRY if context is None else context.telemetry
         with self.conn_or_acquire() as client:
             pipe = client.pipeline()
-            DeadLetters(client).park(reason, body=item, pipe=pipe)
+            DeadLetters(client, telemetry=telemetry).park(reason, body=item, pipe=pipe)
             pipe.lrem(self.fetch_key, 1, item)
             pipe.execute()
 

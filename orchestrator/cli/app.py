@@ -42,6 +42,7 @@ app.command("track-thread")(policy.track_thread)
 app.command("enforce")(policy.enforce)
 app.command("events")(policy.events)
 app.command("beat")(processes.beat)
+app.command("metrics")(processes.metrics)
 app.add_typer(providers.providers_app, name="providers")
 
 

@@ -1,4 +1,5 @@
-"""The long-running processes: a worker, beat, the simulator, and the demo."""
+"""The long-running processes: a worker, beat, the fleet's metrics, the simulator, and
+the demo."""
 
 from __future__ import annotations
 
@@ -51,6 +52,36 @@ def beat() -> None:
     argv = [sys.executable, "-m", "celery", "-A", "workers.main", "beat",
             "--schedule", str(schedule), "--loglevel", get_settings().log_level]  # fmt: skip
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with beat
+
+
+def metrics(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 9460,
+    targets: Annotated[
+        bool,
+        typer.Option(
+            "--targets",
+            help="Print the live workers' metrics endpoints (Prometheus file_sd JSON) and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Serve the fleet's gauges on /metrics (workers alive, jobs in flight, queue depth and
+    age, bulk jobs, dead letters, alerts), read from Redis at each scrape, until stopped."""
+    import threading
+
+    from orchestrator.cli.console import operator_redis
+    from orchestrator.metrics import fleet_registry, serve, worker_targets
+
+    settings = get_settings()
+    if targets:
+        out.print_json(data=worker_targets(operator_redis(), settings))
+        return
+    taken = serve(fleet_registry(operator_redis(), settings), host=host, port=port)
+    if taken is None:
+        err.print(f"error: port {port} is in use", markup=False)
+        raise typer.Exit(1)
+    err.print(f"fleet metrics on http://{host}:{taken}/metrics", markup=False)
+    threading.Event().wait()  # the server is a daemon thread: serve until interrupted
 
 
 def simulator(

@@ -113,6 +113,14 @@ class Settings(BaseSettings):
     log_json: bool = False
     log_level: str = "INFO"
 
+    # --- metrics (Prometheus) ----------------------------------------------------------------
+    # A worker serves /metrics on the first free port of METRICS_PORT .. METRICS_PORT +
+    # METRICS_PORTS - 1 (several workers on one host take the next free one; each logs its
+    # port and lists it in runctl:workers). 0: no metrics endpoint.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_ports: int = Field(default=32, ge=1, le=1024)
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from other hosts; no secret in it
+
     @field_validator("api_key")
     @classmethod
     def _key_is_one_clean_token(cls, key: SecretStr | None) -> SecretStr | None:

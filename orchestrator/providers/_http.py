@@ -14,6 +14,9 @@ import httpx
 
 from orchestrator.core.provider import ProviderError, ProviderUnreachable
 
+RequestObserver = Callable[[str, int | None, float], None]
+"""Told of each request: its method, the answer's status (None: no answer), seconds taken."""
+
 USER_AGENT = "runctl/0.1"
 CONNECTIONS_PER_SHARD = 32
 
@@ -36,7 +39,9 @@ class ShardedClient:
         connect_timeout_s: float,
         params: dict[str, str] | None = None,
         auth: httpx.Auth | None = None,
+        observe: RequestObserver | None = None,
     ) -> None:
+        self._observe = observe
         shard_count = max(1, math.ceil(max_connections / CONNECTIONS_PER_SHARD))
         tls = httpx.create_ssl_context()  # one for all shards: each costs a CA bundle load
         per_shard = math.ceil(max_connections / shard_count)
@@ -65,10 +70,15 @@ class ShardedClient:
         """One request; a non-2xx answer raises `to_error(response)`, no answer raises
         ProviderUnreachable (with only the exception's class name: never a header)."""
         client = self._clients[next(self._turn) % len(self._clients)]
+        started_s = time.perf_counter()
         try:
             response = client.request(method, path, params=params)
         except httpx.TransportError as exc:
+            if self._observe is not None:
+                self._observe(method, None, time.perf_counter() - started_s)
             raise ProviderUnreachable(type(exc).__name__) from None
+        if self._observe is not None:
+            self._observe(method, response.status_code, time.perf_counter() - started_s)
         if response.is_success:
             return response
         raise to_error(response)

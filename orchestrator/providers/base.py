@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
+from typing import TYPE_CHECKING
 
 from orchestrator.core.connections import Auth, Connection
 from orchestrator.core.models import ID_PATTERN, ID_RULE, Kind
@@ -20,7 +22,11 @@ from orchestrator.core.provider import (
     RunPage,
     RunsProvider,
 )
+from orchestrator.core.telemetry import NO_TELEMETRY, Telemetry
 from orchestrator.providers.credentials import Access
+
+if TYPE_CHECKING:
+    from orchestrator.providers._http import RequestObserver
 
 __all__ = [
     "ASSISTANTS_DIALECT",
@@ -123,11 +129,20 @@ class KindSpec:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """What every client is sized and timed by (from the process's settings)."""
+    """What every client is sized and timed by (from the process's settings), and where
+    its requests are recorded (`make_provider` fills in the connection's name)."""
 
     max_connections: int
     read_timeout_s: float
     connect_timeout_s: float
+    telemetry: Telemetry = NO_TELEMETRY
+    connection_name: str = ""
+
+    def observer(self) -> RequestObserver | None:
+        """What the client tells of each request: the telemetry, under the connection's name."""
+        if self.telemetry is NO_TELEMETRY:
+            return None
+        return partial(self.telemetry.provider_request, self.connection_name)
 
 
 def refused_status(http_status: int, message: str) -> str | None:

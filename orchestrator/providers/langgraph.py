@@ -78,6 +78,7 @@ class LangGraphProvider:
             max_connections=options.max_connections,
             read_timeout_s=options.read_timeout_s,
             connect_timeout_s=options.connect_timeout_s,
+            observe=options.observer(),
         )
 
     def cancel(self, thread_id: str | None, run_id: str) -> ProviderReply:

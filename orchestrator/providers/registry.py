@@ -4,6 +4,7 @@ accepts and how to reach it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 
@@ -109,4 +110,5 @@ def make_provider(
 ) -> RunsProvider:
     """The client for one connection (checked by `check_connection`)."""
     access = access_for(connection, environ=environ, credential_factory=credential_factory)
+    options = dataclasses.replace(options, connection_name=connection.name)
     return SPECS[connection.kind].build(connection, access, options)

@@ -21,6 +21,7 @@ import redis
 from orchestrator.core.models import DEFAULT_CONNECTION, CancelJob, Outcome, Result, Run
 from orchestrator.core.policies import Action, PolicySet, judge
 from orchestrator.core.provider import Dialect, ProviderError
+from orchestrator.core.telemetry import NO_TELEMETRY, Telemetry
 from orchestrator.store import keys
 from orchestrator.store.admission import Submitted
 from orchestrator.store.tracking import RunRef, Tracker, member
@@ -79,6 +80,7 @@ class Enforcer:
     # Which statuses are terminal for a connection, in its provider's words.
     dialect_of: Callable[[str], Dialect]
     config: EnforcerConfig = field(default_factory=EnforcerConfig)
+    telemetry: Telemetry = NO_TELEMETRY
 
     def run_once(self, *, dry_run: bool = False) -> PassReport:
         token = uuid.uuid4().hex
@@ -237,3 +239,5 @@ class Enforcer:
             pipe.xadd(keys.ALERTS, {"alert": body}, maxlen=100_000, approximate=True)
             pipe.publish(keys.ALERTS, body)
         pipe.execute()
+        for event in plan.events + plan.alerts:
+            self.telemetry.enforcement_action(str(event["action"]))

@@ -7,6 +7,7 @@ so `status` is one HGETALL however large the bulk job.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -108,9 +109,12 @@ class BulkStore:
         }
         if rate_limit_rps:
             mapping[RATE_FIELD] = rate_limit_rps
+        now_s = time.time()
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(keys.bulk(bulk_id), mapping=mapping)  # type: ignore[arg-type]
         pipe.expire(keys.bulk(bulk_id), self._keep_s)
+        pipe.zadd(keys.BULKS, {bulk_id: now_s})  # the index the fleet counts by status
+        pipe.zremrangebyscore(keys.BULKS, "-inf", now_s - self._keep_s)
         pipe.execute()
 
     def get(self, bulk_id: str) -> BulkRecord | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from orchestrator.core.telemetry import NO_TELEMETRY, Telemetry
 from orchestrator.store import keys
 
 KEEP = 10_000  # the newest refused messages kept
@@ -20,9 +21,16 @@ PREVIEW_BYTES = 2000
 
 
 class DeadLetters:
-    def __init__(self, client: redis.Redis, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        clock: Callable[[], float] = time.time,
+        telemetry: Telemetry = NO_TELEMETRY,
+    ) -> None:
         self._redis = client
         self._clock = clock
+        self._telemetry = telemetry
 
     def park(
         self,
@@ -51,6 +59,7 @@ class DeadLetters:
         pipe.ltrim(keys.DEAD_LETTERS, 0, KEEP - 1)
         if own:
             pipe.execute()
+        self._telemetry.dead_letter_parked()
 
     def newest(self, count: int) -> list[dict[str, Any]]:
         rows: Any = self._redis.lrange(keys.DEAD_LETTERS, 0, count - 1)

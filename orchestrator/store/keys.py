@@ -123,6 +123,17 @@ def lease(worker_id: str) -> str:
     return f"{PREFIX}:lease:{worker_id}"
 
 
+WORKERS = f"{PREFIX}:workers"
+"""Hash: worker id -> its card (JSON: host, pid, node name, metrics port, start time),
+listed while its lease is held (HSETNX with each renewal, removed when the lease ends or
+lapses), so the fleet is read without scanning for lease keys (store/leases.py,
+store/fleet.py)."""
+
+BULKS = f"{PREFIX}:bulks"
+"""Sorted set: every bulk job's id, scored by when it was created (epoch s), trimmed to
+the records' keep time: the fleet counts bulk jobs by status without a scan."""
+
+
 SUPERSEDED = f"{PREFIX}:superseded"
 """Hash: job id -> the job that replaced its in-flight marker (`runctl cancel --force`).
 One small entry per forced replacement; the superseded job reads it if it ever runs."""

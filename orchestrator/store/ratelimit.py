@@ -22,6 +22,7 @@ from orchestrator.core.lifecycle import Reservation
 from orchestrator.core.provider import ProviderError
 from orchestrator.core.retrying import RetryPolicy, call_with_retries
 from orchestrator.core.settings import Settings
+from orchestrator.core.telemetry import NO_TELEMETRY, Telemetry
 from orchestrator.store import bulk, keys, scripts
 
 T = TypeVar("T")
@@ -31,10 +32,17 @@ class RateLimiter:
     """Reserves request slots for one provider in Redis; one instance per process."""
 
     def __init__(
-        self, client: redis.Redis, *, provider: str, rate_limit_rps: float | None, burst_s: float
+        self,
+        client: redis.Redis,
+        *,
+        provider: str,
+        rate_limit_rps: float | None,
+        burst_s: float,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._client = client
         self._provider = provider
+        self._telemetry = telemetry
         self._interval_ms = 0.0 if not rate_limit_rps else 1000.0 / rate_limit_rps
         self._burst_ms = burst_s * 1000.0
         self._reserve = scripts.register(client, "reserve")
@@ -60,6 +68,8 @@ class RateLimiter:
             ],
         )
         status, wait_ms = int(reply[0]), int(reply[1])
+        if status == 0 and wait_ms > 0:
+            self._telemetry.rate_limit_wait(self._provider, wait_ms / 1000.0)
         return Reservation(wait_s=wait_ms / 1000.0, in_time=status == 0, aborted=status == 2)
 
     def pause(self, delay_s: float) -> None:
@@ -68,6 +78,7 @@ class RateLimiter:
             keys=[keys.pause(self._provider), keys.rate(self._provider)],
             args=[max(1, int(delay_s * 1000))],
         )
+        self._telemetry.rate_limit_pause(self._provider)
 
     def aborted(self, bulk_id: str) -> bool:
         """Whether the bulk job was aborted (checked again after a long wait for a slot)."""
@@ -99,7 +110,13 @@ def limited_call(
     )
 
 
-def rate_limiter(client: redis.Redis, settings: Settings, connection: Connection) -> RateLimiter:
+def rate_limiter(
+    client: redis.Redis,
+    settings: Settings,
+    connection: Connection,
+    *,
+    telemetry: Telemetry = NO_TELEMETRY,
+) -> RateLimiter:
     """The connection's own bucket and 429 pause (keyed by its name), at its own limit or,
     when it names none, RUNCTL_RATE_LIMIT_RPS."""
     rps = connection.rate_limit_rps
@@ -108,4 +125,5 @@ def rate_limiter(client: redis.Redis, settings: Settings, connection: Connection
         provider=connection.name,
         rate_limit_rps=settings.rate_limit_rps if rps is None else rps,
         burst_s=settings.rate_burst_s,
+        telemetry=telemetry,
     )
