@@ -143,3 +143,21 @@ def error_body(response: httpx.Response) -> dict[str, Any]:
 
 def str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def json_object(
+    response: httpx.Response, *, required: tuple[str, ...], what: str
+) -> dict[str, Any]:
+    """The answer's JSON object; one that is not an object with the `required` keys (a
+    proxy's HTML page, a truncated body) is a transient fault, retried."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or any(key not in body for key in required):
+        raise ProviderError(
+            f"unreadable {what} in a {response.status_code} answer",
+            http_status=response.status_code,
+            should_retry=True,
+        )
+    return body

@@ -46,15 +46,8 @@ class AssistantsProvider:
         params: dict[str, str] | None = None,
     ) -> None:
         self.dialect = dialect
-        self._http = _http.ShardedClient(
-            base_url=base_url,
-            headers={"OpenAI-Beta": "assistants=v2", **access.headers},
-            auth=access.auth,
-            params=params,
-            max_connections=options.max_connections,
-            read_timeout_s=options.read_timeout_s,
-            connect_timeout_s=options.connect_timeout_s,
-            observe=options.observer(),
+        self._http = options.http_client(
+            base_url, access, headers={"OpenAI-Beta": "assistants=v2"}, params=params
         )
 
     def cancel(self, thread_id: str | None, run_id: str) -> ProviderReply:
@@ -131,14 +124,19 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def _build(connection: Connection, access: Access, options: BuildOptions) -> AssistantsProvider:
+def openai_access(connection: Connection, access: Access) -> Access:
+    """The credential plus OpenAI's organization and project headers, where configured."""
     headers = dict(access.headers)
     if connection.org_id:
         headers["OpenAI-Organization"] = connection.org_id
     if connection.project_id:
         headers["OpenAI-Project"] = connection.project_id
+    return Access(headers, access.auth)
+
+
+def _build(connection: Connection, access: Access, options: BuildOptions) -> AssistantsProvider:
     return AssistantsProvider(
-        base_url=connection.base_url, access=Access(headers, access.auth), options=options
+        base_url=connection.base_url, access=openai_access(connection, access), options=options
     )
 
 

@@ -23,6 +23,7 @@ from orchestrator.core.provider import (
     RunsProvider,
 )
 from orchestrator.core.telemetry import NO_TELEMETRY, Telemetry
+from orchestrator.providers import _http
 from orchestrator.providers.credentials import Access
 
 if TYPE_CHECKING:
@@ -137,6 +138,27 @@ class BuildOptions:
     connect_timeout_s: float
     telemetry: Telemetry = NO_TELEMETRY
     connection_name: str = ""
+
+    def http_client(
+        self,
+        base_url: str,
+        access: Access,
+        *,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> _http.ShardedClient:
+        """A connection's client: its credential (and any fixed `headers`), sized and timed
+        by these options, each request told to the telemetry."""
+        return _http.ShardedClient(
+            base_url=base_url,
+            headers={**(headers or {}), **access.headers},
+            auth=access.auth,
+            params=params,
+            max_connections=self.max_connections,
+            read_timeout_s=self.read_timeout_s,
+            connect_timeout_s=self.connect_timeout_s,
+            observe=self.observer(),
+        )
 
     def observer(self) -> RequestObserver | None:
         """What the client tells of each request: the telemetry, under the connection's name."""

@@ -71,15 +71,7 @@ class LangGraphProvider:
     ) -> None:
         self.dialect = ROLLBACK_DIALECT if action is CancelAction.ROLLBACK else DIALECT
         self._action = action
-        self._http = _http.ShardedClient(
-            base_url=base_url,
-            headers=dict(access.headers),
-            auth=access.auth,
-            max_connections=options.max_connections,
-            read_timeout_s=options.read_timeout_s,
-            connect_timeout_s=options.connect_timeout_s,
-            observe=options.observer(),
-        )
+        self._http = options.http_client(base_url, access)
 
     def cancel(self, thread_id: str | None, run_id: str) -> ProviderReply:
         params = {"wait": "0", "action": self._action.value}
@@ -131,17 +123,7 @@ def error_from_response(response: httpx.Response) -> ProviderError:
 
 
 def _parse_run(response: httpx.Response) -> Run:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or "run_id" not in body or "status" not in body:
-        raise ProviderError(
-            f"unreadable run in a {response.status_code} answer",
-            http_status=response.status_code,
-            should_retry=True,
-        )
-    return _run(body)
+    return _run(_http.json_object(response, required=("run_id", "status"), what="run"))
 
 
 def _run(body: dict[str, Any]) -> Run:

@@ -16,7 +16,7 @@ import httpx
 from orchestrator.core.connections import Auth, Connection
 from orchestrator.core.models import Kind, Run, Usage
 from orchestrator.providers import _http
-from orchestrator.providers.assistants import bearer, error_from_response
+from orchestrator.providers.assistants import bearer, error_from_response, openai_access
 from orchestrator.providers.base import (
     BuildOptions,
     Dialect,
@@ -43,15 +43,7 @@ class ResponsesProvider:
     dialect = DIALECT
 
     def __init__(self, *, base_url: str, access: Access, options: BuildOptions) -> None:
-        self._http = _http.ShardedClient(
-            base_url=base_url,
-            headers=dict(access.headers),
-            auth=access.auth,
-            max_connections=options.max_connections,
-            read_timeout_s=options.read_timeout_s,
-            connect_timeout_s=options.connect_timeout_s,
-            observe=options.observer(),
-        )
+        self._http = options.http_client(base_url, access)
 
     def cancel(self, thread_id: str | None, run_id: str) -> ProviderReply:
         return self._reply(self._send("POST", f"responses/{quote(run_id, safe='')}/cancel"))
@@ -76,16 +68,7 @@ class ResponsesProvider:
 
 
 def _parse(response: httpx.Response) -> Run:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or "id" not in body or "status" not in body:
-        raise ProviderError(
-            f"unreadable Response in a {response.status_code} answer",
-            http_status=response.status_code,
-            should_retry=True,
-        )
+    body = _http.json_object(response, required=("id", "status"), what="Response")
     usage: Any = body.get("usage")
     return Run(
         id=str(body["id"]),
@@ -109,13 +92,8 @@ def _parse(response: httpx.Response) -> Run:
 
 
 def _build(connection: Connection, access: Access, options: BuildOptions) -> ResponsesProvider:
-    headers = dict(access.headers)
-    if connection.org_id:
-        headers["OpenAI-Organization"] = connection.org_id
-    if connection.project_id:
-        headers["OpenAI-Project"] = connection.project_id
     return ResponsesProvider(
-        base_url=connection.base_url, access=Access(headers, access.auth), options=options
+        base_url=connection.base_url, access=openai_access(connection, access), options=options
     )
 
 

@@ -199,6 +199,18 @@ def test_an_unreadable_success_answer_is_a_transient_provider_error(body: bytes)
     assert "unreadable Run" in caught.value.message
 
 
+@pytest.mark.parametrize("body", [b"<html>proxy error</html>", b"[]", b'{"id": "resp_1"}'])
+def test_an_answer_without_the_keys_a_kind_needs_is_transient(body: bytes) -> None:
+    from orchestrator.providers._http import json_object
+
+    with pytest.raises(ProviderError) as caught:
+        json_object(httpx.Response(200, content=body), required=("id", "status"), what="Response")
+    assert is_retryable(caught.value)
+    assert caught.value.message == "unreadable Response in a 200 answer"
+    good = httpx.Response(200, content=b'{"id": "resp_1", "status": "cancelled"}')
+    assert json_object(good, required=("id", "status"), what="Response")["status"] == "cancelled"
+
+
 def redis_reply_error(reply: str) -> redis.RedisError:
     """The exception redis-py raises for this error reply (its own parser picks the class)."""
     from redis._parsers.base import BaseParser
