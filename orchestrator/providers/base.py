@@ -23,11 +23,10 @@ from orchestrator.core.provider import (
     RunsProvider,
 )
 from orchestrator.core.telemetry import NO_TELEMETRY, Telemetry
-from orchestrator.providers import _http
 from orchestrator.providers.credentials import Access
 
 if TYPE_CHECKING:
-    from orchestrator.providers._http import RequestObserver
+    from orchestrator.providers._http import RequestObserver, ShardedClient
 
 __all__ = [
     "ASSISTANTS_DIALECT",
@@ -146,10 +145,12 @@ class BuildOptions:
         *,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
-    ) -> _http.ShardedClient:
+    ) -> ShardedClient:
         """A connection's client: its credential (and any fixed `headers`), sized and timed
         by these options, each request told to the telemetry."""
-        return _http.ShardedClient(
+        from orchestrator.providers._http import ShardedClient  # httpx: only when building
+
+        return ShardedClient(
             base_url=base_url,
             headers={**(headers or {}), **access.headers},
             auth=access.auth,
