@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from orchestrator.cli import bulk, jobs, notify, policy, processes, providers
+from orchestrator.cli import bulk, jobs, notify, policy, processes, providers, serve
 from orchestrator.cli.console import EXIT_BAD_INPUT, err
 from orchestrator.core.errors import InvalidInput, RunctlError
 
@@ -43,6 +43,7 @@ app.command("enforce")(policy.enforce)
 app.command("events")(policy.events)
 app.command("beat")(processes.beat)
 app.add_typer(providers.providers_app, name="providers")
+app.command()(serve.serve)
 
 
 def main() -> None:

@@ -172,15 +172,23 @@ def read_batch(
     client: redis.Redis, after_id: str, *, block_ms: int, count: int = 1000
 ) -> tuple[str, list[Outcome]]:
     """Outcomes published after `after_id` (waiting up to `block_ms`), and the id to go on from."""
+    entries = read_entries(client, after_id, block_ms=block_ms, count=count)
+    return (entries[-1][0] if entries else after_id), [outcome for _, outcome in entries]
+
+
+def read_entries(
+    client: redis.Redis, after_id: str, *, block_ms: int | None, count: int = 1000
+) -> list[tuple[str, Outcome]]:
+    """(stream id, outcome) for each outcome published after `after_id`, waiting up to
+    `block_ms` for the first (None: do not wait)."""
     reply = cast(
         list[Any], client.xread({keys.OUTCOME_STREAM: after_id}, count=count, block=block_ms)
     )
-    outcomes: list[Outcome] = []
-    for _stream, entries in reply or []:
-        for entry_id, fields in entries:
-            after_id = keys.text(entry_id)
-            outcomes.append(Outcome.model_validate_json(fields[b"outcome"]))
-    return after_id, outcomes
+    return [
+        (keys.text(entry_id), Outcome.model_validate_json(fields[b"outcome"]))
+        for _stream, entries in reply or []
+        for entry_id, fields in entries
+    ]
 
 
 def follow_outcomes(client: redis.Redis, *, from_start: bool = False) -> Iterator[Outcome]:
