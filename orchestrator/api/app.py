@@ -37,9 +37,8 @@ def create_app(
         title="runctl", version=VERSION, docs_url=None, redoc_url=None,  # those load a CDN
         description="Cancel runs of LLM agent platforms, one or in bulk, and follow them.",
     )  # fmt: skip
-    app.state.context = Context(
-        settings=settings, producer=producer, tokens=tokens or load_tokens(settings), clock=clock
-    )
+    known = load_tokens(settings) if tokens is None else tokens
+    app.state.context = Context(settings=settings, producer=producer, tokens=known, clock=clock)
     for router in (jobs.router, bulk.router, feeds.router, health.router, dashboard.router):
         app.include_router(router)
     app.mount("/static", dashboard.static_files(), name="static")

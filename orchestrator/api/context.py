@@ -38,9 +38,8 @@ class Context:
     def __post_init__(self) -> None:
         configured = self.settings.api_session_secret
         if not self.session_secret:
-            self.session_secret = (
-                configured.get_secret_value() if configured else secrets.token_urlsafe(32)
-            )
+            given = configured.get_secret_value() if configured else ""
+            self.session_secret = given or secrets.token_urlsafe(32)
         self.requests = RequestLog(self.client)
 
     @property

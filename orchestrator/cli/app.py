@@ -47,6 +47,7 @@ app.command("events")(policy.events)
 app.command("beat")(processes.beat)
 app.add_typer(providers.providers_app, name="providers")
 app.command()(serve.serve)
+app.add_typer(serve.api_app, name="api")
 
 
 def _version(show: bool) -> None:

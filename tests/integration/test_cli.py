@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -213,3 +214,12 @@ def test_runctl_serve_answers_with_its_openapi_and_takes_a_cancel(
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_hash_token_prints_the_sha256_to_configure(deployment: Deployment) -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "api", "hash-token"],
+        input="T\n", env=deployment.env(), capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert made.stdout.strip() == hashlib.sha256(b"T").hexdigest()
