@@ -13,7 +13,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from orchestrator.api import bulk, dashboard, feeds, health, jobs
+from orchestrator.api import bulk, dashboard, enforcement, feeds, health, jobs
 from orchestrator.api.bodies import BodyLimit
 from orchestrator.api.context import Context, load_tokens
 from orchestrator.core.access import Tokens
@@ -39,8 +39,9 @@ def create_app(
     )  # fmt: skip
     known = load_tokens(settings) if tokens is None else tokens
     app.state.context = Context(settings=settings, producer=producer, tokens=known, clock=clock)
-    for router in (jobs.router, bulk.router, feeds.router, health.router, dashboard.router):
-        app.include_router(router)
+    routers = (jobs, bulk, feeds, enforcement, health, dashboard)
+    for module in routers:
+        app.include_router(module.router)
     app.mount("/static", dashboard.static_files(), name="static")
     app.add_exception_handler(InvalidInput, _invalid_input)  # type: ignore[arg-type]
     app.add_exception_handler(RedisUnavailable, _redis_unavailable)  # type: ignore[arg-type]

@@ -94,3 +94,5 @@ Viewer = Annotated[ApiToken, Depends(require(Role.VIEWER))]
 Admin = Annotated[ApiToken, Depends(require(Role.ADMIN))]
 Operator = Annotated[ApiToken, Depends(rate_limited(Role.OPERATOR))]
 """A mutating route's caller: an operator (or admin) with a turn of its rate limit."""
+AdminActing = Annotated[ApiToken, Depends(rate_limited(Role.ADMIN))]
+"""An enforcement control's caller: an admin with a turn of its rate limit."""

@@ -287,6 +287,9 @@ ROUTES: list[tuple[str, str, str | None, int]] = [
     ("POST", "/v1/cancels", OP, 202),
     ("POST", "/v1/bulk?dry_run=true", OP, 200),
     ("POST", "/v1/bulk/{bulk}/abort", OP, 200),
+    ("POST", "/v1/tracked-runs", A, 200),
+    ("POST", "/v1/watched-threads", A, 200),
+    ("GET", "/openapi.json", None, 200),  # the API's description is public
 ]
 
 
@@ -331,6 +334,22 @@ def test_every_role_against_every_route(
             body = {"thread_id": f"thread_auth_{who}", "run_id": "run_auth"}
         elif method == "POST" and url.startswith("/v1/bulk?"):
             body = [{"thread_id": "thread_auth", "run_id": "run_auth"}]
+        elif method == "POST" and "tracked" in url:
+            body = {"thread_id": "thread_auth", "run_id": "run_auth"}
+        elif method == "POST" and "watched" in url:
+            body = {"thread_id": "thread_auth"}
         with http.stream(method, url, json=body, headers=headers) as reply:
             wanted = expected_status(least, who, success)
             assert reply.status_code == wanted, f"{who} {method} {url}: {reply.read()!r}"
+
+
+def test_the_fleet_counts_live_workers_and_a_bad_last_event_id_is_a_422(
+    http: httpx.Client,
+) -> None:
+    fleet = http.get("/v1/fleet", headers=bearer("viewer")).json()
+    assert fleet["workers_alive"] >= 1  # the session worker holds a lease
+    assert set(fleet) == {"workers_alive", "jobs_in_flight", "queue_depth", "oldest_queued_age_s"}
+    headers = bearer("viewer") | {"Last-Event-ID": "yesterday"}
+    bad = http.get("/v1/outcomes/stream", headers=headers)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"][-1] == "Last-Event-ID"
