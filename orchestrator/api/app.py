@@ -8,13 +8,13 @@ does.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from orchestrator.api import bulk, dashboard, enforcement, feeds, health, jobs
-from orchestrator.api.bodies import BodyLimit
 from orchestrator.api.context import Context, load_tokens
 from orchestrator.core.access import Tokens
 from orchestrator.core.errors import InvalidInput, RedisUnavailable
@@ -35,6 +35,8 @@ def create_app(
     runctl.toml and RUNCTL_API_TOKENS_JSON."""
     app = FastAPI(
         title="runctl", version=VERSION, docs_url=None, redoc_url=None,  # those load a CDN
+        max_body_size=settings.api_max_body_bytes,  # 413 beyond (Starlette's body limit)
+        lifespan=_lifespan,
         description="Cancel runs of LLM agent platforms, one or in bulk, and follow them.",
     )  # fmt: skip
     known = load_tokens(settings) if tokens is None else tokens
@@ -45,8 +47,13 @@ def create_app(
     app.mount("/static", dashboard.static_files(), name="static")
     app.add_exception_handler(InvalidInput, _invalid_input)  # type: ignore[arg-type]
     app.add_exception_handler(RedisUnavailable, _redis_unavailable)  # type: ignore[arg-type]
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.state.context.aclose()
 
 
 def _invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:

@@ -102,7 +102,7 @@ def _read(
         connection = ctx.producer.connections.resolve(provider)
         items = listed_targets(
             ctx.settings, connection, discovery.threads, status=discovery.status,
-            older_than=discovery.older_than,
+            older_than=discovery.older_than, client=ctx.client,
         )  # fmt: skip
     targets: list[Target] = []
     problems: list[Problem] = []

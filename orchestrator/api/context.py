@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+import redis.asyncio
 from fastapi import Request
 
 from orchestrator.core.access import ApiToken, Tokens, parse_tokens
@@ -17,6 +18,7 @@ from orchestrator.core.connections import read_config
 from orchestrator.core.settings import Settings
 from orchestrator.service.producer import Producer
 from orchestrator.store import keys
+from orchestrator.store.client import async_redis_client
 from orchestrator.store.ratelimit import RateLimiter
 from orchestrator.store.requests import RequestLog
 
@@ -34,6 +36,7 @@ class Context:
     clock: Callable[[], float] = time.time
     session_secret: str = ""
     _limiters: dict[str, RateLimiter] = field(default_factory=dict)
+    _async_client: redis.asyncio.Redis | None = None
 
     def __post_init__(self) -> None:
         configured = self.settings.api_session_secret
@@ -45,6 +48,17 @@ class Context:
     @property
     def client(self) -> redis.Redis:
         return self.producer.redis
+
+    def async_client(self) -> redis.asyncio.Redis:
+        """The asyncio client of the server's event loop (made on first use, in it)."""
+        if self._async_client is None:
+            self._async_client = async_redis_client(self.settings)
+        return self._async_client
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
 
     def limiter(self, token: ApiToken) -> RateLimiter:
         """The token's own GCRA bucket for mutating requests (store/ratelimit.py)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import redis
+import redis.asyncio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
@@ -19,7 +19,7 @@ from orchestrator.store import keys
 from orchestrator.store.audit import audit as run_audit
 from orchestrator.store.deadletters import DeadLetters
 from orchestrator.store.feeds import newest
-from orchestrator.store.outcomes import read_entries, stream_tail
+from orchestrator.store.outcomes import read_entries_async, stream_tail_async
 
 router = APIRouter(prefix="/v1", tags=["feeds"])
 STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
@@ -27,21 +27,27 @@ BLOCK_MS = 15_000  # a comment line at least this often keeps proxies from closi
 Count = Annotated[int, Query(ge=1, le=10_000)]
 
 
-def sse_events(client: redis.Redis, after_id: str, *, block_ms: int = BLOCK_MS) -> Iterator[str]:
-    """Each outcome after `after_id` as one SSE event whose `id` is its stream id, forever;
-    a `: keep-alive` comment whenever nothing came for `block_ms`."""
+async def sse_events(
+    client: redis.asyncio.Redis, after_id: str | None, *, block_ms: int = BLOCK_MS
+) -> AsyncIterator[str]:
+    """Each outcome after `after_id` (None: after the newest now) as one SSE event whose
+    `id` is its stream id, forever; a `: keep-alive` comment whenever nothing came for
+    `block_ms`. It waits on the event loop, holding no thread."""
+    after_id = after_id or await stream_tail_async(client)
     while True:
-        entries = read_entries(client, after_id, block_ms=block_ms, count=500)
+        entries = await read_entries_async(client, after_id, block_ms=block_ms, count=500)
         if not entries:
             yield ": keep-alive\n\n"
             continue
-        for entry_id, outcome in entries:
-            yield f"id: {entry_id}\nevent: outcome\ndata: {outcome.model_dump_json()}\n\n"
+        yield "".join(
+            f"id: {entry_id}\nevent: outcome\ndata: {outcome.model_dump_json()}\n\n"
+            for entry_id, outcome in entries
+        )
         after_id = entries[-1][0]
 
 
 @router.get("/outcomes/stream", response_class=StreamingResponse)
-def outcomes_stream(
+async def outcomes_stream(
     request: Request,
     _: Viewer,
     last_event_id: Annotated[str | None, Header()] = None,
@@ -53,12 +59,11 @@ def outcomes_stream(
     start = last_event_id or after
     if start is not None and not STREAM_ID.fullmatch(start):
         raise InvalidInput("Last-Event-ID", "must be a stream id like 1700000000000-0", start)
-    client = context(request).client
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    client = context(request).async_client()
     return StreamingResponse(
-        sse_events(client, start or stream_tail(client)), media_type="text/event-stream",
-        headers=headers,
-    )  # fmt: skip
+        sse_events(client, start), media_type="text/event-stream", headers=headers
+    )
 
 
 @router.get("/events")

@@ -212,7 +212,12 @@ def _targets(
     from orchestrator.service.discovery import listed_targets
 
     thread_ids = [*threads, *(read_thread_ids(_open(str(threads_file))) if threads_file else [])]
-    return listed_targets(settings, connection, thread_ids, status=status, older_than=older_than)
+    from orchestrator.store.client import redis_client
+
+    client = redis_client(settings, max_connections=2)  # the process's; it ends with it
+    return listed_targets(
+        settings, connection, thread_ids, status=status, older_than=older_than, client=client
+    )
 
 
 def _dry_run(targets: Iterator[Target | Problem], json_output: bool) -> int:

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
+import redis
+
 from orchestrator.core.connections import Connection
 from orchestrator.core.durations import parse_duration_s
 from orchestrator.core.errors import InvalidInput
@@ -21,7 +23,6 @@ from orchestrator.providers.base import (
 )
 from orchestrator.providers.registry import make_provider, spec_of
 from orchestrator.service.targets import Problem, Target, check_target
-from orchestrator.store.client import redis_client
 from orchestrator.store.ratelimit import limited_call, rate_limiter
 
 DISCOVERY_DEADLINE_S = 60.0  # per listing request, retries included
@@ -95,11 +96,13 @@ def listed_targets(
     *,
     status: str | None,
     older_than: str | None,
+    client: redis.Redis,
 ) -> Iterator[Target | Problem]:
     """The runs to cancel in `thread_ids` on `connection`, through the connection's rate
     limit and the retry policy: `status` is a comma-separated list (default: the kind's
-    live statuses), `older_than` a duration (30m). Raises InvalidInput at once (before any
-    request) for a kind that cannot list, an empty status list or a bad duration."""
+    live statuses), `older_than` a duration (30m). `client` holds the rate limit. Raises
+    InvalidInput at once (before any request) for a kind that cannot list, an empty status
+    list or a bad duration. The provider client is closed when the iterator ends."""
     spec = spec_of(connection.kind)
     if not spec.can_list:
         raise InvalidInput(
@@ -115,7 +118,7 @@ def listed_targets(
         raise InvalidInput("older_than", str(exc), older_than) from None
     options = BuildOptions(4, settings.read_timeout_s, settings.connect_timeout_s)
     provider = make_provider(connection, options)
-    limiter = rate_limiter(redis_client(settings, max_connections=2), settings, connection)
+    limiter = rate_limiter(client, settings, connection)
 
     def call(fn: Callable[[], RunPage]) -> RunPage:
         return limited_call(
@@ -123,7 +126,17 @@ def listed_targets(
             clock=time.time, sleep=time.sleep,
         )  # fmt: skip
 
-    return discover(
+    found = discover(
         provider, thread_ids, statuses=statuses, older_than_s=older_than_s, now_s=time.time(),
         call=call,
     )  # fmt: skip
+    return _closing(provider, found)
+
+
+def _closing(
+    provider: RunsProvider, items: Iterator[Target | Problem]
+) -> Iterator[Target | Problem]:
+    try:
+        yield from items
+    finally:
+        provider.close()

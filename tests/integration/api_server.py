@@ -56,9 +56,7 @@ def serving(settings: Settings, **overrides: object) -> Iterator[Served]:
     producer = Producer(settings, client=client)
     app = create_app(settings, producer=producer, tokens=test_tokens())
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

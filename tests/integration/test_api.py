@@ -252,19 +252,22 @@ def test_a_body_over_the_limit_is_a_413_and_mutations_over_the_rate_a_429(
     settings = deployment.settings()
     limits = {"api_max_body_bytes": 2048, "api_rate_limit_rps": 0.5, "api_rate_burst_s": 0.0}
     with serving(settings, **limits) as served, httpx.Client(base_url=served.base_url) as http:
-        big = http.post("/v1/bulk", content="x" * 5000, headers=bearer("admin"))
-        assert big.status_code == 413  # refused on its Content-Length, before anything else
-
-        def chunks() -> Iterator[bytes]:
-            yield from (b"y" * 1000 for _ in range(5))
-
-        chunked = http.post("/v1/bulk", content=chunks(), headers=bearer("operator"))
-        assert chunked.status_code == 413  # refused as the chunks pass the limit
+        first = http.post("/v1/bulk/bulk_x/abort", headers=bearer("operator"))
+        assert first.status_code == 404
         again = http.post("/v1/bulk/bulk_x/abort", headers=bearer("operator"))
         assert again.status_code == 429
         assert int(again.headers["Retry-After"]) >= 1
         other = http.post("/v1/bulk/bulk_x/abort", headers=bearer("admin"))
-        assert other.status_code == 404  # the limit is per token: admin still has its turn
+        assert other.status_code == 404  # the limit is per token: admin still had its turn
+
+        big = http.post("/v1/bulk", content="x" * 5000, headers=bearer("admin"))
+        assert big.status_code == 413  # refused on its Content-Length
+
+        def chunks() -> Iterator[bytes]:
+            yield from (b"y" * 1000 for _ in range(5))
+
+        chunked = http.post("/v1/cancels", content=chunks(), headers=bearer("viewer"))
+        assert chunked.status_code == 413  # refused as the chunks pass the limit
 
 
 ROLES = ["viewer", "operator", "admin"]
@@ -353,3 +356,28 @@ def test_the_fleet_counts_live_workers_and_a_bad_last_event_id_is_a_422(
     bad = http.get("/v1/outcomes/stream", headers=headers)
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"][-1] == "Last-Event-ID"
+
+
+def test_a_bulk_job_from_discovery_filters_cancels_a_threads_live_runs(
+    sim: Sim, deployment: Deployment, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Discovery lists runs from the API's own process: the provider's URL in its settings,
+    # the key in its environment.
+    monkeypatch.setenv("OPENAI_API_KEY", sim.api_key)
+    live = sim.seed(3, status="in_progress", runs_per_thread=3)
+    thread_id = live[0][0]
+    sim.seed(2, status="completed", thread_id=thread_id)
+    filters = {"threads": [thread_id], "status": "in_progress"}
+    with (
+        serving(deployment.settings(), base_url=sim.base_url) as served,
+        httpx.Client(base_url=served.base_url, timeout=60, headers=bearer("operator")) as http,
+    ):
+        dry = http.post("/v1/bulk", json=filters, params={"dry_run": "true"})
+        assert dry.json() == {"dry_run": True, "runs": 3, "problems": []}
+        reply = http.post("/v1/bulk", json=filters)
+        assert reply.status_code == 202, reply.text
+        record = bulk_done(http, reply.json()["bulk_id"])
+        assert record["results"] == {"cancelled": 3}
+        bad = http.post("/v1/bulk", json={"threads": [thread_id], "older_than": "soon"})
+        assert bad.status_code == 422
+        assert bad.json()["detail"][0]["loc"][-1] == "older_than"
