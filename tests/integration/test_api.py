@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any, cast
 
 import httpx
@@ -381,3 +382,16 @@ def test_a_bulk_job_from_discovery_filters_cancels_a_threads_live_runs(
         bad = http.post("/v1/bulk", json={"threads": [thread_id], "older_than": "soon"})
         assert bad.status_code == 422
         assert bad.json()["detail"][0]["loc"][-1] == "older_than"
+
+
+def test_many_open_outcome_feeds_leave_the_other_routes_answering(api: Served) -> None:
+    # Sync routes run in a pool of 40 threads: a feed that held one would starve them.
+    limits = httpx.Limits(max_connections=100)
+    with ExitStack() as stack:
+        http = stack.enter_context(httpx.Client(base_url=api.base_url, limits=limits, timeout=10))
+        for _ in range(50):
+            feed = stack.enter_context(
+                http.stream("GET", "/v1/outcomes/stream", headers=bearer("viewer"))
+            )
+            assert feed.status_code == 200
+        assert http.get("/v1/fleet", headers=bearer("viewer")).status_code == 200
