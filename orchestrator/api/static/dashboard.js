@@ -1,5 +1,5 @@
 // The dashboard's live parts, in plain JavaScript: the outcome feed (Server-Sent Events),
-// the bulk jobs' bars, the abort buttons and the fleet panel. Requests carry the session
+// the bulk jobs' bars (one segment per result), the abort buttons and the fleet panel. Requests carry the session
 // cookie (same origin); nothing here holds a token.
 "use strict";
 
@@ -35,7 +35,13 @@ function startFeed() {
 function showBulk(row, record) {
   const percent = record.queued ? Math.floor((100 * record.done) / record.queued) : 0;
   const finished = record.status !== "enqueueing" && record.done >= record.queued;
-  row.querySelector(".fill").style.width = percent + "%";
+  const bar = row.querySelector(".bar");
+  bar.replaceChildren(...Object.entries(record.results).map(([result, n]) => {
+    const segment = document.createElement("div");
+    segment.className = "seg " + result;
+    segment.style.width = (record.queued ? (100 * n) / record.queued : 0) + "%";
+    return segment;
+  }));
   row.querySelector(".percent").textContent = percent + " %";
   row.querySelector(".counts").textContent = record.done + " / " + record.queued;
   row.querySelector(".status").textContent =
