@@ -35,6 +35,7 @@ def create_app(
     runctl.toml and RUNCTL_API_TOKENS_JSON."""
     app = FastAPI(
         title="runctl", version=VERSION, docs_url=None, redoc_url=None,  # those load a CDN
+        openapi_url=None,  # served by `health.openapi`, behind a token like every route
         max_body_size=settings.api_max_body_bytes,  # 413 beyond (Starlette's body limit)
         lifespan=_lifespan,
         description="Cancel runs of LLM agent platforms, one or in bulk, and follow them.",

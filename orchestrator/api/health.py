@@ -1,5 +1,5 @@
 """`/healthz` (the process answers), `/readyz` (Redis answers and a worker holds a lease),
-and `/v1/fleet`."""
+`/v1/fleet`, and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ def readyz(request: Request, _: Viewer) -> JSONResponse:
     ready = fleet.workers_alive > 0
     body = {"ready": ready, "redis": True, "workers_alive": fleet.workers_alive}
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request, _: Viewer) -> JSONResponse:
+    """The OpenAPI document (any role)."""
+    return JSONResponse(request.app.openapi())
 
 
 @router.get("/v1/fleet")

@@ -293,7 +293,9 @@ ROUTES: list[tuple[str, str, str | None, int]] = [
     ("POST", "/v1/bulk/{bulk}/abort", OP, 200),
     ("POST", "/v1/tracked-runs", A, 200),
     ("POST", "/v1/watched-threads", A, 200),
-    ("GET", "/openapi.json", None, 200),  # the API's description is public
+    ("GET", "/openapi.json", V, 200),
+    ("GET", "/signin", None, 200),  # the dashboard's sign-in form and its assets are public
+    ("GET", "/static/dashboard.js", None, 200),
 ]
 
 

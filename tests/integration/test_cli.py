@@ -202,9 +202,10 @@ def test_runctl_serve_answers_with_its_openapi_and_takes_a_cancel(
 
     try:
         wait_for(healthy, timeout_s=30, interval_s=0.1, what="runctl serve")
-        schema = httpx.get(f"{base}/openapi.json").json()
-        assert "/v1/cancels" in schema["paths"]
         auth = {"Authorization": "Bearer tok-serve"}
+        assert httpx.get(f"{base}/openapi.json").status_code == 401
+        schema = httpx.get(f"{base}/openapi.json", headers=auth).json()
+        assert "/v1/cancels" in schema["paths"]
         assert httpx.get(f"{base}/readyz", headers=auth).json()["ready"] is True
         thread_id, run_id = sim.seed_one(status="in_progress")
         reply = httpx.post(
