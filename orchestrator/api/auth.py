@@ -2,13 +2,14 @@
 the per-token rate limit of mutating requests.
 
 No token, or an unknown one: 401. A known token without the role: 403. A session cookie
-carries the token's *name* and an expiry, signed with the server's secret (itsdangerous);
-its role is looked up again on every request, so a token removed from the configuration
-ends its sessions.
+carries the token's *name*, a digest of its digest and an expiry, signed with the
+server's secret (itsdangerous); the token is looked up again on every request, so a token
+removed or rotated in the configuration ends its sessions.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the dependencies' annotations
 # at run time, and those in the closures name their local `role`.
+import hashlib
 import math
 from collections.abc import Callable
 from typing import Annotated
@@ -27,9 +28,14 @@ def _serializer(ctx: Context) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(ctx.session_secret, salt=_SALT)
 
 
+def _version(token: ApiToken) -> str:
+    """Which token of that name signed in: a rotated token ends the old one's sessions."""
+    return hashlib.sha256(token.sha256.encode()).hexdigest()[:16]
+
+
 def session_value(ctx: Context, token: ApiToken) -> str:
     """The signed cookie value for a signed-in token: its name, never the token."""
-    return _serializer(ctx).dumps({"name": token.name})
+    return _serializer(ctx).dumps({"name": token.name, "v": _version(token)})
 
 
 def session_token(ctx: Context, value: str) -> ApiToken | None:
@@ -37,7 +43,10 @@ def session_token(ctx: Context, value: str) -> ApiToken | None:
         data = _serializer(ctx).loads(value, max_age=ctx.settings.api_session_ttl_s)
     except BadSignature:  # also an expired one (SignatureExpired is a BadSignature)
         return None
-    return ctx.tokens.named(data.get("name", "")) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    token = ctx.tokens.named(str(data.get("name", "")))
+    return token if token is not None and data.get("v") == _version(token) else None
 
 
 def identify(request: Request) -> ApiToken | None:

@@ -34,7 +34,7 @@ def test_a_session_names_its_token_and_holds_no_secret() -> None:
     assert session_token(ctx, value) == BOT
 
 
-@pytest.mark.parametrize("change", ["tamper", "other-secret", "token-removed"])
+@pytest.mark.parametrize("change", ["tamper", "other-secret", "token-removed", "rotated"])
 def test_a_session_that_was_changed_or_outlived_its_token_is_refused(change: str) -> None:
     value = session_value(context([BOT]), BOT)
     if change == "tamper":
@@ -42,6 +42,8 @@ def test_a_session_that_was_changed_or_outlived_its_token_is_refused(change: str
         ctx = context([BOT])
     elif change == "other-secret":
         ctx = context([BOT], secret="t" * 32)
+    elif change == "rotated":
+        ctx = context([BOT.model_copy(update={"sha256": hash_token("a-new-token")})])
     else:
         ctx = context([])
     assert session_token(ctx, value) is None
