@@ -15,11 +15,12 @@ from orchestrator.api import create_app
 from orchestrator.core.access import ApiToken, Role, Tokens, hash_token
 from orchestrator.core.settings import Settings
 from orchestrator.store.client import redis_client
-from tests.integration.harness import wait_for
+from tests.integration.harness import ISSUED_KEYS, wait_for
 from workers.producer import Producer
 
 TOKENS = {"viewer": "tok-viewer-1", "operator": "tok-operator-1", "admin": "tok-admin-1"}
 """Test tokens by role name (each token's name is `<role>-bot`)."""
+ISSUED_KEYS.extend(TOKENS.values())  # the session's last check: no token in Redis or a log
 
 
 def test_tokens() -> Tokens:
