@@ -71,6 +71,9 @@ def test_an_operator_watches_a_bulk_job_finish_and_aborts_another(
     expect(quick_row.locator(".percent")).to_have_text("100 %")
     expect(quick_row).to_have_attribute("data-finished", "true")
     expect(page.locator("#feed tbody tr").first).to_be_visible()  # the live feed got outcomes
+    report = page.request.get(f"{api.base_url}/v1/bulk/{quick}/report?format=csv")
+    assert report.status == 200
+    assert len(report.text().splitlines()) == 7  # the header and one row per run
 
     slow_row = page.locator(f'tr[data-bulk-id="{slow}"]')
     expect(slow_row.locator(".counts")).not_to_have_text("0 / 30")  # under way
@@ -90,6 +93,8 @@ def test_an_operator_watches_a_bulk_job_finish_and_aborts_another(
     expect(slow_row.locator(".seg.skipped")).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "dashboard-operator.png"))  # the viewport
 
+    page.locator("#feed tbody tr a").first.click()  # a job id in the feed opens its lookup
+    expect(page.locator("h2")).to_contain_text("done")
     cookie = next(c for c in page.context.cookies() if c["name"] == "runctl_session")
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Strict"

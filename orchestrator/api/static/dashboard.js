@@ -6,9 +6,16 @@
 const POLL_MS = 1000;
 const FEED_ROWS = 50;
 
-function cell(row, text, cls) {
+function cell(row, text, cls, href) {
   const td = row.insertCell();
-  td.textContent = text;
+  if (href) {
+    const link = document.createElement("a");
+    link.href = href;
+    link.textContent = text;
+    td.append(link);
+  } else {
+    td.textContent = text;
+  }
   if (cls) td.className = cls;
 }
 
@@ -26,7 +33,7 @@ function startFeed() {
     cell(row, o.result, "result " + o.result);
     cell(row, o.provider);
     cell(row, [o.thread_id, o.run_id].filter(Boolean).join(" "));
-    cell(row, o.job_id);
+    cell(row, o.job_id, "", "/lookup?job_id=" + encodeURIComponent(o.job_id));
     cell(row, o.bulk_id || "");
     while (table.rows.length > FEED_ROWS) table.deleteRow(-1);
   });
