@@ -8,11 +8,12 @@ codes.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
-from orchestrator.cli import bulk, jobs, notify, policy, processes, providers
-from orchestrator.cli.console import EXIT_BAD_INPUT, err
+from orchestrator.cli import bulk, jobs, notify, policy, processes, providers, serve
+from orchestrator.cli.console import EXIT_BAD_INPUT, err, out
 from orchestrator.core.errors import InvalidInput, RunctlError
 
 # Plain help text (click's): typer's rich help loads markdown and traceback rendering,
@@ -29,6 +30,8 @@ app = typer.Typer(
 app.command()(processes.worker)
 app.command()(jobs.cancel)
 app.command()(jobs.watch)
+app.command()(jobs.job)
+app.command()(jobs.run)
 app.command()(processes.simulator)
 app.command()(processes.demo)
 app.command()(jobs.audit)
@@ -44,6 +47,26 @@ app.command("events")(policy.events)
 app.command("beat")(processes.beat)
 app.command("metrics")(processes.metrics)
 app.add_typer(providers.providers_app, name="providers")
+app.command()(serve.serve)
+app.add_typer(serve.api_app, name="api")
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        out.print(f"runctl {version('run-orchestrator')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """The options every command shares (the help text is the app's)."""
 
 
 def main() -> None:

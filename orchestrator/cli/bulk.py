@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
 
@@ -25,7 +24,6 @@ from orchestrator.cli.console import (
     who,
 )
 from orchestrator.core.connections import Connection
-from orchestrator.core.durations import parse_duration_s
 from orchestrator.core.errors import InvalidInput, RunctlError
 from orchestrator.core.models import Result
 from orchestrator.service.targets import (
@@ -40,13 +38,11 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from orchestrator.core.settings import Settings
-    from orchestrator.providers.base import RunPage
     from orchestrator.store.bulk import BulkRecord
     from workers.producer import Producer
 
 # Only what `--help` needs is imported above: Redis, rich's progress and the discovery are
 # loaded by the commands that use them, so that every command starts fast.
-IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"  # a report row's result for a run not queued again
 bulk_app = typer.Typer(
     no_args_is_help=True, help="Follow, abort and report bulk jobs.", rich_markup_mode=None
 )
@@ -191,30 +187,10 @@ def report_command(
 def _write_report(
     producer: Producer, bulk_id: str, stream: TextIO, json_output: bool, csv_output: bool
 ) -> None:
-    # `provider` (the connection) comes last: scripts reading the older columns still work.
-    columns = ["job_id", "thread_id", "run_id", "result", "final_status", "cancel_attempts",
-               "polls", "duration_s", "error_status", "error_message", "provider"]  # fmt: skip
-    writer = csv.writer(stream) if csv_output or not json_output else None
-    if writer is not None:
-        writer.writerow(columns)
-    for outcome in producer.bulks.outcomes(bulk_id):
-        if writer is None:
-            stream.write(outcome.model_dump_json() + "\n")
-            continue
-        error = outcome.error
-        writer.writerow([outcome.job_id, outcome.thread_id or "", outcome.run_id,
-                         outcome.result.value, outcome.final_status or "",
-                         outcome.cancel_attempts, outcome.polls, outcome.duration_s,
-                         error.http_status if error else "", error.message if error else "",
-                         outcome.provider])  # fmt: skip
-    # Runs another job was already cancelling: their outcome is that job's (`runctl status`).
-    for row in producer.bulks.elsewhere(bulk_id):
-        if writer is None:
-            stream.write(json.dumps({IN_FLIGHT_ELSEWHERE: row.model_dump()}) + "\n")
-            continue
-        note = f"already being cancelled by job {row.job_id}"
-        writer.writerow([row.job_id, row.thread_id or "", row.run_id, IN_FLIGHT_ELSEWHERE,
-                         "", "", "", "", "", note, row.provider])  # fmt: skip
+    from orchestrator.service.reports import csv_lines, json_lines
+
+    lines = json_lines if json_output and not csv_output else csv_lines
+    stream.writelines(lines(producer.bulks, bulk_id))
 
 
 def _targets(
@@ -233,53 +209,15 @@ def _targets(
         return read_targets(stream)
     if not threads and threads_file is None:
         raise InvalidInput("FILE", "give a file (or -), or --thread / --threads-file")
-    from orchestrator.providers.registry import spec_of
+    from orchestrator.service.discovery import listed_targets
 
-    spec = spec_of(connection.kind)
-    if not spec.can_list:
-        raise InvalidInput(
-            "provider", f"{spec.kind} cannot list runs: give a file of run ids instead"
-        )
     thread_ids = [*threads, *(read_thread_ids(_open(str(threads_file))) if threads_file else [])]
-    live = ",".join(sorted(spec.dialect.live))
-    return _discover(settings, connection, thread_ids, status or live, older_than)
-
-
-def _discover(
-    settings: Settings,
-    connection: Connection,
-    thread_ids: list[str],
-    status: str,
-    older_than: str | None,
-) -> Iterator[Target | Problem]:
-    statuses = frozenset(s.strip() for s in status.split(",") if s.strip())
-    if not statuses:
-        raise InvalidInput("status", "must name at least one status")
-    try:
-        older_than_s = None if older_than is None else parse_duration_s(older_than)
-    except ValueError as exc:
-        raise InvalidInput("older-than", str(exc), older_than) from None
-    from orchestrator.core.retrying import RetryPolicy
-    from orchestrator.providers import make_provider
-    from orchestrator.providers.base import BuildOptions
-    from orchestrator.service.discovery import discover
     from orchestrator.store.client import redis_client
-    from orchestrator.store.ratelimit import limited_call, rate_limiter
 
-    options = BuildOptions(4, settings.read_timeout_s, settings.connect_timeout_s)
-    provider = make_provider(connection, options)
-    limiter = rate_limiter(redis_client(settings, max_connections=2), settings, connection)
-
-    def call(fn: Callable[[], RunPage]) -> RunPage:
-        return limited_call(
-            limiter, fn, budget_s=DISCOVERY_DEADLINE_S, policy=RetryPolicy(),
-            clock=time.time, sleep=time.sleep,
-        )  # fmt: skip
-
-    return discover(
-        provider, thread_ids, statuses=statuses, older_than_s=older_than_s, now_s=time.time(),
-        call=call,
-    )  # fmt: skip
+    client = redis_client(settings, max_connections=2)  # the process's; it ends with it
+    return listed_targets(
+        settings, connection, thread_ids, status=status, older_than=older_than, client=client
+    )
 
 
 def _dry_run(targets: Iterator[Target | Problem], json_output: bool) -> int:

@@ -11,6 +11,7 @@ from orchestrator.cli.console import (
     EXIT_CODES,
     EXIT_NO_OUTCOME,
     err,
+    get_settings,
     operator_redis,
     out,
     print_json_line,
@@ -125,6 +126,66 @@ def dead_letters(
         else:
             out.print(f"{entry['reason']}  ({entry['content_type']}, {entry['bytes']} bytes)",
                       markup=False, highlight=False)  # fmt: skip
+
+
+def job(
+    job_id: str,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Where a job is: its outcome, its progress in flight, or queued (exit 3 if unknown)."""
+    from orchestrator.store.lookup import job_view
+
+    view = job_view(operator_redis(), job_id)
+    if view is None:
+        err.print(f"no job {job_id} (never queued, or expired with the outcomes)")
+        raise typer.Exit(3)
+    if json_output:
+        print(view.model_dump_json(), flush=True)
+        return
+    if view.outcome is not None:
+        print_outcome(view.outcome, json_output=False)
+    elif view.progress is not None:
+        p = view.progress
+        accepted = "accepted" if p.cancel_accepted else "not yet accepted"
+        out.print(f"{job_id} in flight: cancel {accepted}, {p.cancel_attempts} attempts, "
+                  f"{p.polls} polls", markup=False, highlight=False)  # fmt: skip
+    else:
+        out.print(f"{job_id} queued, not started yet", markup=False, highlight=False)
+
+
+def run(
+    ids: Annotated[
+        list[str],
+        typer.Argument(metavar="[THREAD_ID] RUN_ID", help="A kind without threads: RUN_ID alone."),
+    ],
+    provider: Annotated[
+        str | None, typer.Option(help="The connection (runctl providers); default openai.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What happened to a run: its job in flight, and its past outcomes (newest first)."""
+    from orchestrator.service.connections import load_connections
+    from orchestrator.store.lookup import run_view
+
+    thread_id, run_id = split_ids(ids)
+    settings = get_settings()
+    connections = load_connections(settings)
+    name = connections.resolve(provider).name
+    connections.check_ids(name, thread_id, run_id)
+    view = run_view(
+        operator_redis(), name, thread_id, run_id, scan_limit=settings.api_run_scan_limit
+    )
+    if json_output:
+        print(view.model_dump_json(), flush=True)
+        return
+    if view.in_flight is not None:
+        out.print(f"in flight: job {view.in_flight.job_id} ({view.in_flight.state.value})",
+                  markup=False, highlight=False)  # fmt: skip
+    for outcome in view.outcomes:
+        print_outcome(outcome, json_output=False)
+    if view.in_flight is None and not view.outcomes:
+        scope = "" if view.complete else f" among the newest {view.scanned} outcomes"
+        out.print(f"no job in flight and no outcome{scope} for this run")
 
 
 def split_ids(ids: list[str]) -> tuple[str | None, str]:

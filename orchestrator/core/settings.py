@@ -108,6 +108,20 @@ class Settings(BaseSettings):
     enforce_reissue_max: int = Field(default=2, ge=0)  # then an alert
     enforce_reissue_backoff_s: float = Field(default=30.0, ge=0)
 
+    # --- runctl serve: the HTTP API and the dashboard ---------------------------------------
+    # More [[api.tokens]] (a JSON array of {name, role, sha256}) besides runctl.toml's.
+    api_tokens_json: str | None = None
+    api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Mutating requests per second per token, and how far ahead of that a burst may go.
+    api_rate_limit_rps: float = Field(default=20.0, gt=0)
+    api_rate_burst_s: float = Field(default=2.0, ge=0)
+    # Signs the dashboard's session cookies; unset: a random one per process (sessions end
+    # when it restarts). Never the token: the cookie carries the token's name and expiry.
+    api_session_secret: SecretStr | None = None
+    api_session_ttl_s: int = Field(default=8 * 3600, ge=60)
+    # How many of the newest outcomes a run lookup reads (there is no index by run).
+    api_run_scan_limit: int = Field(default=20_000, ge=100)
+
     # --- the worker ------------------------------------------------------------------------
     worker_concurrency: int = Field(default=1000, ge=1, le=10_000)
     log_json: bool = False

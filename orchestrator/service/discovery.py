@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
+import redis
+
+from orchestrator.core.connections import Connection
+from orchestrator.core.durations import parse_duration_s
+from orchestrator.core.errors import InvalidInput
 from orchestrator.core.models import Run
-from orchestrator.providers.base import ASSISTANTS_DIALECT, ProviderError, RunPage, RunsProvider
+from orchestrator.core.retrying import RetryPolicy
+from orchestrator.core.settings import Settings
+from orchestrator.providers.base import (
+    ASSISTANTS_DIALECT,
+    BuildOptions,
+    ProviderError,
+    RunPage,
+    RunsProvider,
+)
+from orchestrator.providers.registry import make_provider, spec_of
 from orchestrator.service.targets import Problem, Target, check_target
+from orchestrator.store.ratelimit import limited_call, rate_limiter
+
+DISCOVERY_DEADLINE_S = 60.0  # per listing request, retries included
 
 DEFAULT_STATUSES = ASSISTANTS_DIALECT.live
 """What `bulk-cancel --thread` looks for when no --status is given (Assistants kinds)."""
@@ -69,3 +87,56 @@ def _thread_targets(
         )
         if run.status in statuses and old_enough:
             yield Target(thread_id, run.id, "", f"thread {thread_id}")
+
+
+def listed_targets(
+    settings: Settings,
+    connection: Connection,
+    thread_ids: list[str],
+    *,
+    status: str | None,
+    older_than: str | None,
+    client: redis.Redis,
+) -> Iterator[Target | Problem]:
+    """The runs to cancel in `thread_ids` on `connection`, through the connection's rate
+    limit and the retry policy: `status` is a comma-separated list (default: the kind's
+    live statuses), `older_than` a duration (30m). `client` holds the rate limit. Raises
+    InvalidInput at once (before any request) for a kind that cannot list, an empty status
+    list or a bad duration. The provider client is closed when the iterator ends."""
+    spec = spec_of(connection.kind)
+    if not spec.can_list:
+        raise InvalidInput(
+            "provider", f"{spec.kind} cannot list runs: give a file of run ids instead"
+        )
+    wanted = status or ",".join(sorted(spec.dialect.live))
+    statuses = frozenset(s.strip() for s in wanted.split(",") if s.strip())
+    if not statuses:
+        raise InvalidInput("status", "must name at least one status")
+    try:
+        older_than_s = None if older_than is None else parse_duration_s(older_than)
+    except ValueError as exc:
+        raise InvalidInput("older_than", str(exc), older_than) from None
+    options = BuildOptions(4, settings.read_timeout_s, settings.connect_timeout_s)
+    provider = make_provider(connection, options)
+    limiter = rate_limiter(client, settings, connection)
+
+    def call(fn: Callable[[], RunPage]) -> RunPage:
+        return limited_call(
+            limiter, fn, budget_s=DISCOVERY_DEADLINE_S, policy=RetryPolicy(),
+            clock=time.time, sleep=time.sleep,
+        )  # fmt: skip
+
+    found = discover(
+        provider, thread_ids, statuses=statuses, older_than_s=older_than_s, now_s=time.time(),
+        call=call,
+    )  # fmt: skip
+    return _closing(provider, found)
+
+
+def _closing(
+    provider: RunsProvider, items: Iterator[Target | Problem]
+) -> Iterator[Target | Problem]:
+    try:
+        yield from items
+    finally:
+        provider.close()

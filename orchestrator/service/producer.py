@@ -157,6 +157,13 @@ class Producer:
         )
         return bulk_id
 
+    def checked(
+        self, targets: Iterable[Target | Problem], *, provider: str | None = None
+    ) -> Iterator[Target | Problem]:
+        """`targets` as `bulk_cancel` will take them (each naming its connection), or a
+        problem each: to refuse a whole input before anything is queued (the HTTP API)."""
+        return self._checked(targets, self.connections.resolve(provider).name)
+
     def _checked(
         self, targets: Iterable[Target | Problem], default: str
     ) -> Iterator[Target | Problem]:

@@ -193,6 +193,18 @@ class BulkStore:
         for row in self._rows(keys.bulk_outcomes(bulk_id)):
             yield Outcome.model_validate_json(row)
 
+    def recent(self, limit: int) -> list[BulkRecord]:
+        """The newest `limit` bulk jobs still on record (a SCAN: for a dashboard, not a
+        hot path)."""
+        prefix = keys.bulk("")
+        ids = {
+            text(key).removeprefix(prefix)
+            for key in self._redis.scan_iter(match=keys.bulk("bulk_*"), count=1000)
+            if ":" not in text(key).removeprefix(prefix)
+        }
+        records = [r for r in (self.get(bulk_id) for bulk_id in ids) if r is not None]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
+
     def _rows(self, key: str, chunk: int = 1000) -> Iterator[bytes]:
         """A list's items, `chunk` per round trip: never one huge reply."""
         start = 0

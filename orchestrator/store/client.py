@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
+import redis.asyncio
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -31,6 +32,17 @@ def redis_client(
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
     return redis.Redis(connection_pool=pool)
+
+
+def async_redis_client(settings: Settings, *, max_connections: int = 1024) -> redis.asyncio.Redis:
+    """An asyncio client for a server's event loop (e.g. SSE clients, each of which holds a
+    connection while it waits on a stream); no retries: a client reconnects by itself."""
+    return redis.asyncio.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        max_connections=max_connections,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
 
 
 log = logging.getLogger(__name__)

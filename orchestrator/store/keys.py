@@ -162,3 +162,13 @@ NOTIFY_FAILED = f"{PREFIX}:notify:failed"
 
 NOTIFY_INCIDENTS = f"{PREFIX}:notify:incidents"
 """Hash: `subscription|thread_id|run_id` -> the open PagerDuty dedup keys (JSON list)."""
+
+
+API_REQUESTS = f"{PREFIX}:api:requests"
+"""Stream: every mutating request made through `runctl serve` (token name, action, target)."""
+
+
+def api_rate(token_name: str) -> str:
+    """The rate-limit bucket name of one API token's mutating requests (a name no
+    connection can have: connection names have no colon)."""
+    return f"api:{token_name}"

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 import redis
+import redis.asyncio
 from redis.typing import EncodableT, FieldT
 
 from orchestrator.core.lifecycle import Progress
@@ -164,7 +165,15 @@ def wait_for_outcome(client: redis.Redis, job_id: str, *, timeout_s: float) -> O
 
 def stream_tail(client: redis.Redis) -> str:
     """The id of the newest outcome in the stream ("0-0" when empty): read after it."""
-    newest = cast(list[Any], client.xrevrange(keys.OUTCOME_STREAM, count=1))
+    return _tail(cast(list[Any], client.xrevrange(keys.OUTCOME_STREAM, count=1)))
+
+
+async def stream_tail_async(client: redis.asyncio.Redis) -> str:
+    """`stream_tail` on an asyncio client (for a server's event loop)."""
+    return _tail(cast(list[Any], await client.xrevrange(keys.OUTCOME_STREAM, count=1)))
+
+
+def _tail(newest: list[Any]) -> str:
     return keys.text(newest[0][0]) if newest else "0-0"
 
 
@@ -172,15 +181,33 @@ def read_batch(
     client: redis.Redis, after_id: str, *, block_ms: int, count: int = 1000
 ) -> tuple[str, list[Outcome]]:
     """Outcomes published after `after_id` (waiting up to `block_ms`), and the id to go on from."""
-    reply = cast(
-        list[Any], client.xread({keys.OUTCOME_STREAM: after_id}, count=count, block=block_ms)
-    )
-    outcomes: list[Outcome] = []
-    for _stream, entries in reply or []:
-        for entry_id, fields in entries:
-            after_id = keys.text(entry_id)
-            outcomes.append(Outcome.model_validate_json(fields[b"outcome"]))
-    return after_id, outcomes
+    entries = read_entries(client, after_id, block_ms=block_ms, count=count)
+    return (entries[-1][0] if entries else after_id), [outcome for _, outcome in entries]
+
+
+def read_entries(
+    client: redis.Redis, after_id: str, *, block_ms: int | None, count: int = 1000
+) -> list[tuple[str, Outcome]]:
+    """(stream id, outcome) for each outcome published after `after_id`, waiting up to
+    `block_ms` for the first (None: do not wait)."""
+    reply = client.xread({keys.OUTCOME_STREAM: after_id}, count=count, block=block_ms)
+    return _entries(cast(list[Any], reply))
+
+
+async def read_entries_async(
+    client: redis.asyncio.Redis, after_id: str, *, block_ms: int | None, count: int = 1000
+) -> list[tuple[str, Outcome]]:
+    """`read_entries` on an asyncio client: a server's event loop waits without a thread."""
+    reply = await client.xread({keys.OUTCOME_STREAM: after_id}, count=count, block=block_ms)
+    return _entries(cast(list[Any], reply))
+
+
+def _entries(reply: list[Any] | None) -> list[tuple[str, Outcome]]:
+    return [
+        (keys.text(entry_id), Outcome.model_validate_json(fields[b"outcome"]))
+        for _stream, entries in reply or []
+        for entry_id, fields in entries
+    ]
 
 
 def follow_outcomes(client: redis.Redis, *, from_start: bool = False) -> Iterator[Outcome]:

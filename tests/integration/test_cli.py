@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import redis
@@ -136,3 +138,89 @@ def _lines_until(stream: Iterable[str], job_id: str) -> Iterator[str]:
         yield line
         if json.loads(line)["job_id"] == job_id:
             return
+
+
+def test_job_and_run_answer_what_happened_human_and_json(
+    sim: Sim, deployment: Deployment, worker: Worker
+) -> None:
+    thread_id, run_id = sim.seed_one(status="in_progress")
+    done = runctl(deployment, "cancel", thread_id, run_id, "--wait", "--json")
+    job_id = json.loads(done.stdout.splitlines()[0])["job_id"]
+
+    as_json = runctl(deployment, "job", job_id, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    view = json.loads(as_json.stdout)
+    assert (view["state"], view["outcome"]["result"]) == ("done", "cancelled")
+    human = runctl(deployment, "job", job_id)
+    assert "cancelled" in human.stdout
+    unknown = runctl(deployment, "job", "job_unknown")
+    assert unknown.returncode == 3
+    assert "no job job_unknown" in unknown.stderr
+
+    run = json.loads(runctl(deployment, "run", thread_id, run_id, "--json").stdout)
+    assert [o["job_id"] for o in run["outcomes"]] == [job_id]
+    assert run["in_flight"] is None
+    assert "cancelled" in runctl(deployment, "run", thread_id, run_id).stdout
+    bad = runctl(deployment, "run", thread_id, "a/b")
+    assert bad.returncode == 2
+    assert "run_id" in bad.stderr
+
+
+def test_version_is_printed(deployment: Deployment) -> None:
+    shown = runctl(deployment, "--version")
+    assert shown.returncode == 0
+    assert shown.stdout.startswith("runctl ")
+
+
+def test_runctl_serve_answers_with_its_openapi_and_takes_a_cancel(
+    sim: Sim, deployment: Deployment, worker: Worker, tmp_path: Path
+) -> None:
+    import httpx
+
+    from orchestrator.core.access import hash_token
+    from tests.integration.harness import wait_for
+
+    port = free_port()
+    env = deployment.env()
+    del env["OPENAI_API_KEY"]
+    tokens = [{"name": "ci", "role": "operator", "sha256": hash_token("tok-serve")}]
+    env["RUNCTL_API_TOKENS_JSON"] = json.dumps(tokens)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "serve", "--port", str(port)],
+            env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert process.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(healthy, timeout_s=30, interval_s=0.1, what="runctl serve")
+        auth = {"Authorization": "Bearer tok-serve"}
+        assert httpx.get(f"{base}/openapi.json").status_code == 401
+        schema = httpx.get(f"{base}/openapi.json", headers=auth).json()
+        assert "/v1/cancels" in schema["paths"]
+        assert httpx.get(f"{base}/readyz", headers=auth).json()["ready"] is True
+        thread_id, run_id = sim.seed_one(status="in_progress")
+        reply = httpx.post(
+            f"{base}/v1/cancels", json={"thread_id": thread_id, "run_id": run_id}, headers=auth
+        )
+        assert reply.status_code == 202, reply.text
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_hash_token_prints_the_sha256_to_configure(deployment: Deployment) -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "api", "hash-token"],
+        input="T\n", env=deployment.env(), capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert made.stdout.strip() == hashlib.sha256(b"T").hexdigest()
