@@ -16,6 +16,7 @@ from fastapi import Request
 from orchestrator.core.access import ApiToken, Tokens, parse_tokens
 from orchestrator.core.connections import read_config
 from orchestrator.core.settings import Settings
+from orchestrator.metrics.fleet import fleet_registry
 from orchestrator.service.producer import Producer
 from orchestrator.store import keys
 from orchestrator.store.client import async_redis_client
@@ -44,6 +45,7 @@ class Context:
             given = configured.get_secret_value() if configured else ""
             self.session_secret = given or secrets.token_urlsafe(32)
         self.requests = RequestLog(self.client)
+        self.fleet_registry = fleet_registry(self.client, self.settings)  # read at each scrape
 
     @property
     def client(self) -> redis.Redis:

@@ -1,11 +1,12 @@
 """`/healthz` (the process answers), `/readyz` (Redis answers and a worker holds a lease),
-`/v1/fleet`, and the OpenAPI document."""
+`/v1/fleet`, the fleet's Prometheus gauges at `/metrics`, and the OpenAPI document."""
 
 from __future__ import annotations
 
 import redis
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orchestrator.api.auth import Viewer
 from orchestrator.api.context import context
@@ -45,3 +46,11 @@ def fleet(request: Request, _: Viewer) -> Fleet:
     """Workers alive, jobs in flight, the queue's depth and its oldest message's age."""
     ctx = context(request)
     return read_fleet(ctx.client, queue_name=ctx.settings.queue_name, now_s=ctx.clock())
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request, _: Viewer) -> Response:
+    """The fleet's gauges, read from Redis at each scrape (workers serve their own counters
+    on RUNCTL_METRICS_PORT). A plain `def`: the Redis read runs in the thread pool."""
+    body = generate_latest(context(request).fleet_registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

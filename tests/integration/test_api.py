@@ -278,6 +278,7 @@ ROUTES: list[tuple[str, str, str | None, int]] = [
     ("GET", "/healthz", None, 200),
     ("GET", "/readyz", V, 200),
     ("GET", "/v1/fleet", V, 200),
+    ("GET", "/metrics", V, 200),
     ("GET", "/v1/cancels/{job}", V, 200),
     ("GET", "/v1/runs/openai/run_auth?thread_id=thread_auth", V, 200),
     ("GET", "/v1/bulk/{bulk}", V, 200),
@@ -354,7 +355,10 @@ def test_the_fleet_counts_live_workers_and_a_bad_last_event_id_is_a_422(
 ) -> None:
     fleet = http.get("/v1/fleet", headers=bearer("viewer")).json()
     assert fleet["workers_alive"] >= 1  # the session worker holds a lease
-    assert set(fleet) == {"workers_alive", "jobs_in_flight", "queue_depth", "oldest_queued_age_s"}
+    assert {"workers_alive", "jobs_in_flight", "queue_depth", "oldest_queued_age_s"} <= set(fleet)
+    scraped = http.get("/metrics", headers=bearer("viewer"))
+    assert scraped.headers["content-type"].startswith("text/plain")
+    assert f"runctl_workers_alive {float(fleet['workers_alive'])}" in scraped.text
     headers = bearer("viewer") | {"Last-Event-ID": "yesterday"}
     bad = http.get("/v1/outcomes/stream", headers=headers)
     assert bad.status_code == 422
