@@ -39,6 +39,7 @@ from orchestrator.store.leases import Leases
 log = logging.getLogger(__name__)
 
 TRANSPORT = "workers.transport:Transport"  # the name Celery's `broker_transport` takes
+SENTINEL_TRANSPORT = "workers.transport:SentinelTransport"  # the same over Redis Sentinel
 REGISTER_EVERY_S = 30.0  # how often a live channel says its fetch list is still in use
 FORGET_AFTER_S = 600.0  # an empty fetch list unannounced this long belongs to no one
 REFUSED_PAUSE_S = 1.0  # after Redis refuses a fetch (full memory), before the next
@@ -53,6 +54,8 @@ _RETURN_SCRIPT = scripts.unbound("lease_return")
 _RedisQoS: Any = kombu_redis.QoS
 _RedisChannel: Any = kombu_redis.Channel
 _RedisTransport: Any = kombu_redis.Transport
+_RedisSentinelChannel: Any = kombu_redis.SentinelChannel
+_RedisSentinelTransport: Any = kombu_redis.SentinelTransport
 
 
 class QoS(_RedisQoS):  # type: ignore[misc]
@@ -306,6 +309,16 @@ class Channel(_RedisChannel):  # type: ignore[misc]
 
 class Transport(_RedisTransport):  # type: ignore[misc]
     Channel = Channel
+
+
+class SentinelChannel(Channel, _RedisSentinelChannel):  # type: ignore[misc]
+    """The atomic fetch over kombu's sentinel channel: kombu's part finds the primary (its
+    pools are redis-py's Sentinel pools, which follow a failover); ours fetches and records.
+    The MRO runs ours first, then kombu's SentinelChannel, then kombu's Channel."""
+
+
+class SentinelTransport(_RedisSentinelTransport):  # type: ignore[misc]
+    Channel = SentinelChannel
 
 
 class FetchReclaimer:

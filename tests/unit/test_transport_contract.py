@@ -91,3 +91,16 @@ def test_our_overrides_keep_kombus_signatures() -> None:
             if name in vars(ours):
                 theirs = _parameters(getattr(owner, name))
                 assert _parameters(getattr(ours, name)) == theirs, f"{ours.__name__}.{name}"
+
+
+def test_the_sentinel_channel_is_ours_over_kombus_sentinel_channel() -> None:
+    # Ours first (the atomic fetch), then kombu's sentinel part (finding the primary), then
+    # kombu's plain channel; and kombu's sentinel channel overrides none of what we do.
+    mro = transport.SentinelChannel.__mro__
+    order = [transport.Channel, kombu_redis.SentinelChannel, kombu_redis.Channel]
+    assert [mro.index(cls) for cls in order] == sorted(mro.index(cls) for cls in order)
+    assert transport.SentinelTransport.Channel is transport.SentinelChannel
+    assert issubclass(transport.SentinelTransport, kombu_redis.SentinelTransport)
+    ours = {name for name in vars(transport.Channel) if not name.startswith("__")}
+    assert not ours & set(vars(kombu_redis.SentinelChannel))
+    assert _parameters(vars(kombu_redis.SentinelChannel)["_get_pool"]) == ["self", "asynchronous"]
