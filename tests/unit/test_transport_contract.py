@@ -35,7 +35,9 @@ OVERRIDDEN_OR_CALLED: list[tuple[type[Any], str, list[str]]] = [
 ]
 
 # Attributes the transport reads on kombu's QoS (the unacked hash and its index).
-QOS_ATTRIBUTES = ["unacked_key", "unacked_index_key", "pipe_or_acquire", "channel"]
+QOS_ATTRIBUTES = [
+    "unacked_key", "unacked_index_key", "pipe_or_acquire", "channel", "_delivered", "_dirty"
+]  # fmt: skip
 
 # Attributes the transport reads or sets on a channel, from kombu's own `__init__` or class.
 CHANNEL_ATTRIBUTES = [
