@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
@@ -124,7 +124,9 @@ class SentinelUrl:
 
     def sentinel(self) -> Sentinel:
         """redis-py's view of the sentinels (short timeouts: a dead one is skipped)."""
-        timeouts = {"socket_timeout": 2, "socket_connect_timeout": 2}
+        # One try per sentinel and lookup: a dead sentinel is skipped, not retried.
+        timeouts = {"socket_timeout": 2, "socket_connect_timeout": 2,
+                    "retry": Retry(NoBackoff(), retries=0)}  # fmt: skip
         auth = {"password": self.sentinel_password} if self.sentinel_password else {}
         return Sentinel(list(self.sentinels), sentinel_kwargs=timeouts | auth)  # type: ignore[no-untyped-call]
 

@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from orchestrator.core.models import Result
 from orchestrator.core.settings import Settings
+from orchestrator.devkit.embedded_redis import is_reachable
 from orchestrator.service.targets import Target
 from orchestrator.store.audit import audit
 from orchestrator.store.client import redis_client
@@ -65,6 +66,7 @@ def test_a_command_in_flight_when_the_primary_dies_ends_on_the_new_one(
     # redis-py 8 reconnects a connection broken mid-command to the address it had (the dead
     # primary) for its whole retry budget, and then raises; store.client.PrimaryConnection
     # asks the sentinels again, so the command is retried on the new primary.
+    assert is_reachable(group.url)  # the stage's probe, over Sentinel
     settings = Settings(redis_url=SecretStr(group.url))
     waiting, other = redis_client(settings, max_connections=1), redis_client(settings)
     got: dict[str, object] = {}

@@ -7,6 +7,7 @@ from pydantic import SecretStr
 
 from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.settings import Settings
+from orchestrator.devkit.embedded_redis import is_reachable
 from orchestrator.store.client import BlockingSentinelPool, SentinelUrl, redis_client
 from workers.app import make_app
 from workers.transport import SentinelTransport
@@ -74,3 +75,8 @@ def test_the_queue_goes_through_our_transport_over_kombus_sentinel_channel() -> 
     finally:
         connection.release()
         app.close()
+
+
+def test_no_sentinel_answering_means_not_reachable_not_a_crash() -> None:
+    # What `runctl demo` and the stage ask before starting an embedded Redis instead.
+    assert not is_reachable("sentinel://127.0.0.1:1/0?master_name=m", timeout_s=0.2)
