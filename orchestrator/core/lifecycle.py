@@ -99,6 +99,8 @@ class Gate(Protocol):
 
     def pause(self, delay_s: float) -> None: ...
 
+    def back_off(self) -> float: ...
+
     def aborted(self, bulk_id: str) -> bool: ...
 
 
@@ -110,6 +112,9 @@ class _OpenGate:
 
     def pause(self, delay_s: float) -> None:
         pass
+
+    def back_off(self) -> float:
+        return 1.0
 
     def aborted(self, bulk_id: str) -> bool:
         return False
@@ -454,8 +459,11 @@ class Lifecycle:
         try:
             return fn()
         except ProviderError as error:
-            if error.http_status == 429 and error.retry_after_s and is_retryable(error):
-                self.gate.pause(error.retry_after_s)  # every worker waits, not only this one
+            if error.http_status == 429 and is_retryable(error):
+                if error.retry_after_s:
+                    self.gate.pause(error.retry_after_s)  # every worker waits, not only this
+                else:
+                    self.gate.back_off()  # every worker slows down (AIMD), not only this
             raise
 
     def _outcome(self, job: CancelJob, step: _Step, progress: Progress) -> Outcome:

@@ -265,6 +265,7 @@ class FakeGate:
         self.pauses: list[float] = []
         self.aborted_later = aborted_later
         self.abort_checks = 0
+        self.back_offs = 0
 
     def reserve(self, *, bulk_id: str | None, max_wait_s: float) -> Reservation:
         self.asked.append(max_wait_s)
@@ -272,6 +273,10 @@ class FakeGate:
 
     def pause(self, delay_s: float) -> None:
         self.pauses.append(delay_s)
+
+    def back_off(self) -> float:
+        self.back_offs += 1
+        return 0.5
 
     def aborted(self, bulk_id: str) -> bool:
         self.abort_checks += 1
@@ -393,6 +398,16 @@ def test_a_429_with_a_delay_pauses_every_worker() -> None:
     run_gated(ScriptedProvider(cancels=[limited, reply("cancelled")]), gate)
     run_gated(ScriptedProvider(cancels=[quota]), gate)
     assert gate.pauses == [2.0]  # a quota 429 pauses nobody: waiting will not heal it
+
+
+def test_a_429_without_a_delay_slows_every_worker_down() -> None:
+    bare = ProviderError("Rate limit", http_status=429)
+    quota = ProviderError("quota", http_status=429, code="insufficient_quota", quota_exhausted=True)
+    gate = FakeGate(Reservation(0))
+    outcome, _, _ = run_gated(ScriptedProvider(cancels=[bare, reply("cancelled")]), gate)
+    run_gated(ScriptedProvider(cancels=[quota]), gate)
+    assert outcome.result is Result.CANCELLED
+    assert (gate.back_offs, gate.pauses) == (1, [])  # cut once; a quota 429 cuts nothing
 
 
 def test_waiting_in_line_does_not_spend_the_deadline() -> None:
