@@ -34,6 +34,7 @@ from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
 from orchestrator.store import keys, scripts
+from orchestrator.store.client import PrimaryConnection
 from orchestrator.store.deadletters import DeadLetters
 from orchestrator.store.leases import Leases
 
@@ -332,7 +333,10 @@ class Transport(_RedisTransport):  # type: ignore[misc]
 class SentinelChannel(Channel, _RedisSentinelChannel):  # type: ignore[misc]
     """The atomic fetch over kombu's sentinel channel: kombu's part finds the primary (its
     pools are redis-py's Sentinel pools, which follow a failover); ours fetches and records.
-    The MRO runs ours first, then kombu's SentinelChannel, then kombu's Channel."""
+    The MRO runs ours first, then kombu's SentinelChannel, then kombu's Channel. Its
+    connections look the primary up again when they reconnect (`PrimaryConnection`)."""
+
+    connection_class = PrimaryConnection
 
 
 class SentinelTransport(_RedisSentinelTransport):  # type: ignore[misc]

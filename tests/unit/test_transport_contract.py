@@ -103,6 +103,10 @@ def test_the_sentinel_channel_is_ours_over_kombus_sentinel_channel() -> None:
     assert [mro.index(cls) for cls in order] == sorted(mro.index(cls) for cls in order)
     assert transport.SentinelTransport.Channel is transport.SentinelChannel
     assert issubclass(transport.SentinelTransport, kombu_redis.SentinelTransport)
+    # Its connections are kombu's sentinel-managed kind, looking the primary up on reconnect.
+    theirs = kombu_redis.SentinelChannel.connection_class
+    assert theirs is not None
+    assert issubclass(transport.SentinelChannel.connection_class, theirs)
     ours = {name for name in vars(transport.Channel) if not name.startswith("__")}
     assert not ours & set(vars(kombu_redis.SentinelChannel))
     assert _parameters(vars(kombu_redis.SentinelChannel)["_get_pool"]) == ["self", "asynchronous"]
