@@ -18,7 +18,8 @@ from celery import Celery, signals
 from kombu.utils.url import parse_ssl_cert_reqs
 
 from orchestrator.core.settings import Settings, get_settings
-from workers.transport import TRANSPORT, WORKER_ID_OPTION
+from orchestrator.store.client import SentinelUrl, is_sentinel_url
+from workers.transport import SENTINEL_TRANSPORT, TRANSPORT, WORKER_ID_OPTION
 
 ENFORCE_TASK = "runctl.enforce"
 
@@ -32,6 +33,11 @@ def make_app(settings: Settings, *, worker_id: str | None = None) -> Celery:
     add one more Redis call that can fail after the job is done.
     """
     url, tls = broker_endpoint(settings.redis_url.get_secret_value())
+    transport, sentinel_options = TRANSPORT, {}
+    if is_sentinel_url(url):
+        endpoint = SentinelUrl.parse(url)
+        url, transport, sentinel_options = (endpoint.kombu_url(), SENTINEL_TRANSPORT,
+                                            endpoint.kombu_options())  # fmt: skip
     app = Celery("runctl", broker=url, backend=None)
     app.conf.update(
         task_serializer="json",
@@ -49,7 +55,7 @@ def make_app(settings: Settings, *, worker_id: str | None = None) -> Celery:
         worker_consumer="workers.consumer:DeadLetterConsumer",
         # kombu's Redis transport with an atomic fetch (BLMOVE): a worker killed just after
         # taking a message can no longer lose it. It reads one list per queue: no priorities.
-        broker_transport=TRANSPORT,
+        broker_transport=transport,
         broker_use_ssl=tls,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
@@ -68,6 +74,7 @@ def make_app(settings: Settings, *, worker_id: str | None = None) -> Celery:
             "unacked_mutex_expire": int(max(10.0, 3 * settings.restore_interval_s)),
             # The messages this process takes are recorded as held under this id.
             **({WORKER_ID_OPTION: worker_id} if worker_id else {}),
+            **sentinel_options,  # the primary's name, for a sentinel:// URL
         },
         task_ignore_result=True,
         enable_utc=True,

@@ -25,6 +25,7 @@ import json
 import logging
 import time
 import uuid
+import weakref
 from typing import Any
 
 import redis
@@ -34,12 +35,14 @@ from kombu.utils.json import dumps, loads
 
 from orchestrator.core.telemetry import NO_TELEMETRY
 from orchestrator.store import keys, scripts
+from orchestrator.store.client import PrimaryConnection
 from orchestrator.store.deadletters import DeadLetters
 from orchestrator.store.leases import Leases
 
 log = logging.getLogger(__name__)
 
 TRANSPORT = "workers.transport:Transport"  # the name Celery's `broker_transport` takes
+SENTINEL_TRANSPORT = "workers.transport:SentinelTransport"  # the same over Redis Sentinel
 REGISTER_EVERY_S = 30.0  # how often a live channel says its fetch list is still in use
 FORGET_AFTER_S = 600.0  # an empty fetch list unannounced this long belongs to no one
 REFUSED_PAUSE_S = 1.0  # after Redis refuses a fetch (full memory), before the next
@@ -54,9 +57,19 @@ _RETURN_SCRIPT = scripts.unbound("lease_return")
 _RedisQoS: Any = kombu_redis.QoS
 _RedisChannel: Any = kombu_redis.Channel
 _RedisTransport: Any = kombu_redis.Transport
+_RedisSentinelChannel: Any = kombu_redis.SentinelChannel
+_RedisSentinelTransport: Any = kombu_redis.SentinelTransport
 
 
 class QoS(_RedisQoS):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _LIVE_QOS.add(self)
+
+    def held_in_memory(self) -> set[str]:
+        """The delivery tags this channel has handed to its consumer and not yet settled."""
+        return {tag for tag in list(self._delivered) if tag not in self._dirty}
+
     def append(self, message: Any, delivery_tag: str) -> None:
         """Record the message in `unacked`, as held by this worker, and take it off the
         fetch list, in one MULTI."""
@@ -174,6 +187,15 @@ class QoS(_RedisQoS):  # type: ignore[misc]
             super().restore_visible(*args, **kwargs)
         except redis.ResponseError as exc:
             log.warning("redis refused the restore sweep (%s); trying at the next one", exc)
+
+
+_LIVE_QOS: weakref.WeakSet[QoS] = weakref.WeakSet()  # every channel's QoS in this process
+
+
+def held_in_memory() -> set[str]:
+    """Every message this process's consumers have taken and not yet acknowledged or handed
+    back, as far as this process knows (not what Redis says it holds)."""
+    return set().union(*(qos.held_in_memory() for qos in list(_LIVE_QOS)))
 
 
 class Channel(_RedisChannel):  # type: ignore[misc]
@@ -311,6 +333,52 @@ class Channel(_RedisChannel):  # type: ignore[misc]
 
 class Transport(_RedisTransport):  # type: ignore[misc]
     Channel = Channel
+
+
+class SentinelChannel(Channel, _RedisSentinelChannel):  # type: ignore[misc]
+    """The atomic fetch over kombu's sentinel channel: kombu's part finds the primary (its
+    pools are redis-py's Sentinel pools, which follow a failover); ours fetches and records.
+    The MRO runs ours first, then kombu's SentinelChannel, then kombu's Channel. Its
+    connections look the primary up again when they reconnect (`PrimaryConnection`)."""
+
+    connection_class = PrimaryConnection
+
+
+class SentinelTransport(_RedisSentinelTransport):  # type: ignore[misc]
+    Channel = SentinelChannel
+
+
+class Orphans:
+    """Puts back messages Redis records as held by this live worker that it no longer holds.
+
+    After a Redis failover (or a restart from an older AOF) Redis can be behind the worker:
+    a message the worker finished and acknowledged (its outcome and ack lost with the old
+    primary's last writes), or one taken by a consumer whose connection broke and whose
+    hand-back failed, is still in `unacked` under this worker's id. Its lease is alive, so
+    no sweep returns it, and kombu's scan would wait the whole visibility timeout. A message
+    seen that way on two sweeps in a row goes back to the head of its queue (holder-checked),
+    and resumes from its saved progress; the outcome guard keeps one outcome if it had one.
+    One per worker process; not thread-safe.
+    """
+
+    def __init__(self, client: redis.Redis, worker_id: str) -> None:
+        self._redis = client
+        self._worker_id = worker_id
+        self._seen: set[str] = set()
+
+    def sweep(self, qos: QoS) -> int:
+        """One look; returns how many messages went back (through `qos`, any channel's)."""
+        owners: dict[bytes, bytes] = self._redis.hgetall(keys.OWNERS)  # type: ignore[assignment]
+        mine = {
+            keys.text(tag) for tag, owner in owners.items() if keys.text(owner) == self._worker_id
+        }
+        orphans = mine - held_in_memory()
+        again, self._seen = orphans & self._seen, orphans - self._seen
+        moved = sum(qos.give_back(tag, holder=self._worker_id, lapsed_only=False) for tag in again)
+        if moved:
+            log.warning("put back %d message(s) recorded as held here but not held (Redis "
+                        "failed over or restarted behind this worker)", moved)  # fmt: skip
+        return moved
 
 
 class FetchReclaimer:

@@ -99,6 +99,8 @@ class Gate(Protocol):
 
     def pause(self, delay_s: float) -> None: ...
 
+    def back_off(self) -> float: ...
+
     def aborted(self, bulk_id: str) -> bool: ...
 
 
@@ -110,6 +112,9 @@ class _OpenGate:
 
     def pause(self, delay_s: float) -> None:
         pass
+
+    def back_off(self) -> float:
+        return 1.0
 
     def aborted(self, bulk_id: str) -> bool:
         return False
@@ -148,6 +153,7 @@ class Lifecycle:
     rand: Callable[[], float] = random.random
     gate: Gate = field(default_factory=lambda: OPEN_GATE)
     cancel_backlog_s: float = 2.0  # a cancel reserves a slot at most this far ahead
+    late_slot_s: float = 0.05  # woken later than this after its slot: take a new one
     first_turn_wait_max_s: float = 3000.0  # the longest a job waits in line for its first
     kind: str | None = None  # the connection's kind, reported in each outcome
     schedule: PollSchedule | None = None  # None: today's cadence (`poll_policy`) alone
@@ -198,13 +204,14 @@ class Lifecycle:
             if turn.aborted:
                 raise BulkAborted
             if turn.in_time:
-                break
+                if self._await(job, turn):
+                    break
+                continue  # woken past its slot: a new one (see `_await`)
             if self.clock() + turn.wait_s > give_up_at:
                 raise _NoTurn(
                     f"no request slot under the rate limit within {self.first_turn_wait_max_s:g} s"
                 )
             self.sleep(RECHECK_MIN_S + self.rand() * turn.wait_s)
-        self._await(job, turn)
         state.start(self.clock())
 
     def internal_error(self, job: CancelJob, progress: Progress, exc: Exception) -> Outcome:
@@ -415,37 +422,48 @@ class Lifecycle:
             count()
             state.sent_at = self.clock()
             return self._send(fn)
-        remaining_s = max(deadline_at - self.clock(), RESERVE_FLOOR_S)
-        turn = self.gate.reserve(bulk_id=job.bulk_id, max_wait_s=remaining_s)
-        if turn.aborted:
-            raise BulkAborted
-        if not turn.in_time:
-            raise ProviderError(
-                f"no request slot under the rate limit before the deadline "
-                f"(next in {turn.wait_s:g} s)",
-                type="rate_limited_here",
-                should_retry=True,
-            )
-        self._await(job, turn)
+        while True:
+            remaining_s = max(deadline_at - self.clock(), RESERVE_FLOOR_S)
+            turn = self.gate.reserve(bulk_id=job.bulk_id, max_wait_s=remaining_s)
+            if turn.aborted:
+                raise BulkAborted
+            if not turn.in_time:
+                raise ProviderError(
+                    f"no request slot under the rate limit before the deadline "
+                    f"(next in {turn.wait_s:g} s)",
+                    type="rate_limited_here",
+                    should_retry=True,
+                )
+            if self._await(job, turn):
+                break  # else woken past its slot: a new one (see `_await`)
         count()  # only requests really sent are counted (and checkpointed)
         state.sent_at = self.clock()
         return self._send(fn)
 
-    def _await(self, job: CancelJob, turn: Reservation) -> None:
-        """Sleep until the reserved slot; after a long wait, a bulk job's request checks
-        whether its bulk job was aborted meanwhile, so that nothing more is sent for it."""
+    def _await(self, job: CancelJob, turn: Reservation) -> bool:
+        """Sleep until the reserved slot; True if the request may go now, False if this
+        process woke more than `late_slot_s` after its slot (starved of CPU: a GC pause, a
+        busy core). A late slot is not used: many greenlets woken late together would
+        otherwise send in one burst, above the limit at the wire; each takes a new slot.
+        After a long wait, a bulk job's request checks whether its bulk job was aborted
+        meanwhile, so that nothing more is sent for it."""
         if turn.wait_s <= 0:
-            return
+            return True
+        due_at = self.clock() + turn.wait_s
         self.sleep(turn.wait_s)
         if job.bulk_id and turn.wait_s >= ABORT_RECHECK_S and self.gate.aborted(job.bulk_id):
             raise BulkAborted
+        return self.clock() - due_at <= self.late_slot_s
 
     def _send(self, fn: Callable[[], ProviderReply]) -> ProviderReply:
         try:
             return fn()
         except ProviderError as error:
-            if error.http_status == 429 and error.retry_after_s and is_retryable(error):
-                self.gate.pause(error.retry_after_s)  # every worker waits, not only this one
+            if error.http_status == 429 and is_retryable(error):
+                if error.retry_after_s:
+                    self.gate.pause(error.retry_after_s)  # every worker waits, not only this
+                else:
+                    self.gate.back_off()  # every worker slows down (AIMD), not only this
             raise
 
     def _outcome(self, job: CancelJob, step: _Step, progress: Progress) -> Outcome:

@@ -16,11 +16,20 @@ from pathlib import Path
 import redis
 
 from orchestrator.core.errors import ConfigurationError, RedisUnavailable
+from orchestrator.store.client import SentinelUrl, is_sentinel_url
 
 
 def is_reachable(url: str, *, timeout_s: float = 0.5) -> bool:
-    """Whether a Redis answers PING at `url`."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    """Whether a Redis answers PING at `url` (over Sentinel: the primary the sentinels name)."""
+    timeouts = {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s}
+    client: redis.Redis
+    if is_sentinel_url(url):
+        endpoint = SentinelUrl.parse(url)
+        client = endpoint.sentinel().master_for(  # type: ignore[no-untyped-call]
+            endpoint.master_name, **timeouts, **endpoint.server_credentials()
+        )
+    else:
+        client = redis.Redis.from_url(url, **timeouts)
     try:
         return bool(client.ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):

@@ -37,6 +37,12 @@ def rate(provider: str) -> str:
     return f"{PREFIX}:rate:{provider}"
 
 
+def rate_backoff(provider: str) -> str:
+    """Hash with a TTL: the share of its rate the connection is backed off to after a 429
+    that named no delay (`share`), and when it was cut (`at_ms`); it recovers with time."""
+    return f"{PREFIX}:rate_backoff:{provider}"
+
+
 def pause(provider: str) -> str:
     """String with a TTL: while it exists, no worker sends to the provider (it said 429)."""
     return f"{PREFIX}:pause:{provider}"

@@ -35,7 +35,7 @@ from tests.integration.harness import (
     wait_for,
 )
 from workers.producer import Producer
-from workers.transport import TRANSPORT, WORKER_ID_OPTION
+from workers.transport import TRANSPORT, WORKER_ID_OPTION, Orphans
 
 # Minutes, not seconds, on a loaded machine: workers start slowly and the leases lapse in
 # real time.
@@ -236,6 +236,45 @@ def test_a_late_ack_leaves_the_new_holders_record_alone(redis_url: str) -> None:
         again.ack()
         assert not client.hexists("unacked", tag)
         assert not client.hexists(keys.OWNERS, tag)
+    client.flushdb()
+    client.close()
+
+
+def test_a_message_redis_rolled_back_to_a_live_worker_comes_back_in_two_sweeps(
+    redis_url: str,
+) -> None:
+    # A failover (or an older AOF) can roll Redis back to before a live worker's ack: the
+    # message is in `unacked` again, under a lease that is alive. Orphans returns it; a
+    # message the worker still holds is never taken (the control).
+    url = redis_url.rsplit("/", 1)[0] + f"/{DATABASE}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    name = f"orphan-{uuid.uuid4().hex[:6]}"
+    queue = Queue(name, Exchange(name), routing_key=name)
+    Leases(client, lease_s=30).renew("me")
+    orphans = Orphans(client, "me")
+    with _consumer(url, "me") as me:
+        channel = me.default_channel
+        for n in (1, 2):
+            me.Producer().publish({"n": n}, exchange=queue.exchange, routing_key=name,
+                                  declare=[queue])  # fmt: skip
+        held, acked = queue(channel).get(no_ack=False), queue(channel).get(no_ack=False)
+        assert held is not None
+        assert acked is not None
+        tag = str(acked.delivery_tag)
+        before = client.hget("unacked", tag), client.zscore("unacked_index", tag)
+        acked.ack()
+        # Redis loses the ack, as a replica promoted before it arrived would have.
+        client.hset("unacked", tag, before[0] or b"")
+        client.zadd("unacked_index", {tag: before[1] or 0.0})
+        client.hset(keys.OWNERS, tag, "me")
+        assert orphans.sweep(channel.qos) == 0  # seen once: it may be on its way in
+        assert orphans.sweep(channel.qos) == 1
+        assert not client.hexists("unacked", tag)
+        assert client.llen(name) == 1  # back in its queue
+        assert client.hget(keys.OWNERS, str(held.delivery_tag)) == b"me"  # still held: kept
+        assert orphans.sweep(channel.qos) == 0
+        held.ack()
     client.flushdb()
     client.close()
 

@@ -6,6 +6,8 @@ the right number of calls and the exact sleeps in between.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from orchestrator.core.lifecycle import Lifecycle, PollPolicy, Progress, Reservation
 from orchestrator.core.models import CancelJob, Outcome, Result
 from orchestrator.core.retrying import RetryPolicy
@@ -263,6 +265,7 @@ class FakeGate:
         self.pauses: list[float] = []
         self.aborted_later = aborted_later
         self.abort_checks = 0
+        self.back_offs = 0
 
     def reserve(self, *, bulk_id: str | None, max_wait_s: float) -> Reservation:
         self.asked.append(max_wait_s)
@@ -271,22 +274,37 @@ class FakeGate:
     def pause(self, delay_s: float) -> None:
         self.pauses.append(delay_s)
 
+    def back_off(self) -> float:
+        self.back_offs += 1
+        return 0.5
+
     def aborted(self, bulk_id: str) -> bool:
         self.abort_checks += 1
         return self.aborted_later
 
 
 def run_gated(
-    provider: ScriptedProvider, gate: FakeGate, job: CancelJob = JOB
+    provider: ScriptedProvider,
+    gate: FakeGate,
+    job: CancelJob = JOB,
+    *,
+    oversleep_s: Callable[[], float] = lambda: 0.0,
 ) -> tuple[Outcome, FakeClock, list[Progress]]:
+    """Run `job` under `gate`; each sleep lasts `oversleep_s()` longer than asked (a
+    process starved of CPU wakes late)."""
     clock = FakeClock()
     saved: list[Progress] = []
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        clock.now_s += oversleep_s()
+
     lifecycle = Lifecycle(
         provider=provider,
         retry_policy=RetryPolicy(max_attempts=4, backoff_initial_s=0.5),
         poll_policy=PollPolicy(first_s=0.25, max_s=1.0),
         clock=clock,
-        sleep=clock.sleep,
+        sleep=sleep,
         rand=lambda: 0.0,
         gate=gate,
     )
@@ -299,6 +317,27 @@ def test_each_request_waits_for_its_turn() -> None:
     outcome, clock, _ = run_gated(provider, gate)
     assert outcome.result is Result.CANCELLED
     assert clock.sleeps == [0.4, 0.25, 0.1]  # turn, poll interval, turn
+
+
+def test_a_slot_woken_past_is_not_used_a_new_one_is_taken() -> None:
+    # A starved process wakes 0.3 s after its slot: sending then would bunch with the
+    # requests of the slots after it. It takes a new slot instead, for each request.
+    provider = ScriptedProvider(cancels=[reply("cancelling")], retrieves=[reply("cancelled")])
+    gate = FakeGate(Reservation(wait_s=0.4), Reservation(wait_s=0.1))
+    late = iter([0.3, 0.0, 0.0, 0.3, 0.0])  # late on the first and the fourth sleep
+    outcome, clock, _ = run_gated(provider, gate, oversleep_s=lambda: next(late, 0.0))
+    assert outcome.result is Result.CANCELLED
+    # cancel: slot (late), slot; poll interval; poll: slot (late), slot
+    assert clock.sleeps == [0.4, 0.1, 0.25, 0.1, 0.1]
+    assert len(gate.asked) == 4
+
+
+def test_a_slot_woken_just_after_is_used() -> None:
+    provider = ScriptedProvider(cancels=[reply("cancelling")], retrieves=[reply("cancelled")])
+    gate = FakeGate(Reservation(wait_s=0.4), Reservation(wait_s=0.1))
+    outcome, _, _ = run_gated(provider, gate, oversleep_s=lambda: 0.04)  # within 0.05 s
+    assert outcome.result is Result.CANCELLED
+    assert len(gate.asked) == 2
 
 
 def test_a_bulk_jobs_request_that_waited_long_checks_for_an_abort() -> None:
@@ -359,6 +398,16 @@ def test_a_429_with_a_delay_pauses_every_worker() -> None:
     run_gated(ScriptedProvider(cancels=[limited, reply("cancelled")]), gate)
     run_gated(ScriptedProvider(cancels=[quota]), gate)
     assert gate.pauses == [2.0]  # a quota 429 pauses nobody: waiting will not heal it
+
+
+def test_a_429_without_a_delay_slows_every_worker_down() -> None:
+    bare = ProviderError("Rate limit", http_status=429)
+    quota = ProviderError("quota", http_status=429, code="insufficient_quota", quota_exhausted=True)
+    gate = FakeGate(Reservation(0))
+    outcome, _, _ = run_gated(ScriptedProvider(cancels=[bare, reply("cancelled")]), gate)
+    run_gated(ScriptedProvider(cancels=[quota]), gate)
+    assert outcome.result is Result.CANCELLED
+    assert (gate.back_offs, gate.pauses) == (1, [])  # cut once; a quota 429 cuts nothing
 
 
 def test_waiting_in_line_does_not_spend_the_deadline() -> None:

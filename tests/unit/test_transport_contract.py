@@ -35,7 +35,9 @@ OVERRIDDEN_OR_CALLED: list[tuple[type[Any], str, list[str]]] = [
 ]
 
 # Attributes the transport reads on kombu's QoS (the unacked hash and its index).
-QOS_ATTRIBUTES = ["unacked_key", "unacked_index_key", "pipe_or_acquire", "channel"]
+QOS_ATTRIBUTES = [
+    "unacked_key", "unacked_index_key", "pipe_or_acquire", "channel", "_delivered", "_dirty"
+]  # fmt: skip
 
 # Attributes the transport reads or sets on a channel, from kombu's own `__init__` or class.
 CHANNEL_ATTRIBUTES = [
@@ -91,3 +93,20 @@ def test_our_overrides_keep_kombus_signatures() -> None:
             if name in vars(ours):
                 theirs = _parameters(getattr(owner, name))
                 assert _parameters(getattr(ours, name)) == theirs, f"{ours.__name__}.{name}"
+
+
+def test_the_sentinel_channel_is_ours_over_kombus_sentinel_channel() -> None:
+    # Ours first (the atomic fetch), then kombu's sentinel part (finding the primary), then
+    # kombu's plain channel; and kombu's sentinel channel overrides none of what we do.
+    mro = transport.SentinelChannel.__mro__
+    order = [transport.Channel, kombu_redis.SentinelChannel, kombu_redis.Channel]
+    assert [mro.index(cls) for cls in order] == sorted(mro.index(cls) for cls in order)
+    assert transport.SentinelTransport.Channel is transport.SentinelChannel
+    assert issubclass(transport.SentinelTransport, kombu_redis.SentinelTransport)
+    # Its connections are kombu's sentinel-managed kind, looking the primary up on reconnect.
+    theirs = kombu_redis.SentinelChannel.connection_class
+    assert theirs is not None
+    assert issubclass(transport.SentinelChannel.connection_class, theirs)
+    ours = {name for name in vars(transport.Channel) if not name.startswith("__")}
+    assert not ours & set(vars(kombu_redis.SentinelChannel))
+    assert _parameters(vars(kombu_redis.SentinelChannel)["_get_pool"]) == ["self", "asynchronous"]

@@ -36,6 +36,8 @@ class SimulatorConfig(BaseModel):
     """What those random 429s ask the client to wait."""
     rate_limit_rps: float | None = Field(default=None, gt=0.0)
     """A token bucket over all API requests (burst = one second's worth); None = unlimited."""
+    rate_limit_delay: bool = True
+    """Whether the bucket's 429s say how long to wait; False: a bare 429, no retry-after."""
     cancel_settle_min_s: float = Field(default=0.3, ge=0.0)
     cancel_settle_max_s: float = Field(default=1.5, ge=0.0)
     """A cancelled run leaves `cancelling` after a uniform random delay in this range."""

@@ -111,7 +111,7 @@ def server_error(status: int, message: str | None = None) -> ApiError:
     return ApiError(status, message or default, type=SERVER_ERROR)
 
 
-def rate_limited(message: str, retry_after_s: float, *, type: str = "requests") -> ApiError:
+def rate_limited(message: str, retry_after_s: float | None, *, type: str = "requests") -> ApiError:
     return ApiError(
         429, message, type=type, code="rate_limit_exceeded", retry_after_s=retry_after_s
     )

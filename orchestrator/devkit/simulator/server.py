@@ -131,7 +131,7 @@ class Api:
                     "Rate limit reached for requests per second (RPS): "
                     f"Limit {admission.limit}. Please try again in "
                     f"{format_duration(admission.wait_s)}.",
-                    admission.wait_s,
+                    admission.wait_s if config.rate_limit_delay else None,
                 )
         # Draw only when a rate is set, so that a seeded run's ids do not depend on traffic.
         if config.rate_429_rate > 0 and runtime.rng.random() < config.rate_429_rate:

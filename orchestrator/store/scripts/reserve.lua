@@ -1,6 +1,7 @@
--- KEYS: global tat, bulk tat (or a dummy), pause, bulk record (or a dummy).
+-- KEYS: global tat, bulk tat (or a dummy), pause, bulk record (or a dummy), back-off.
 -- ARGV: global interval ms (0 = unlimited), bulk id ('' = none), max wait ms, burst ms,
--- then the bulk record's status field, its aborted value and its rate field.
+-- then the bulk record's status field, its aborted value and its rate field, and the share
+-- of the rate a back-off recovers per ms (see backoff.lua).
 -- Returns {status, wait_ms}: status 0 reserved, 1 no slot within max wait, 2 aborted.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -24,7 +25,15 @@ local function slot(key, interval)
   if start < now + wait then start = now + wait end
   return {tat, start - now}
 end
-local g = slot(KEYS[1], tonumber(ARGV[1]))
+-- After a 429 without a delay the connection runs at a share of its rate, which grows
+-- back with time (additive increase); backoff.lua cuts it (multiplicative decrease).
+local interval = tonumber(ARGV[1])
+local cut = redis.call('HMGET', KEYS[5], 'share', 'at_ms')
+if cut[1] then
+  local share = tonumber(cut[1]) + (now - tonumber(cut[2])) * tonumber(ARGV[8])
+  if share < 1 then interval = interval / share end
+end
+local g = slot(KEYS[1], interval)
 local b = bulk and slot(KEYS[2], bulk_interval) or nil
 if g and g[2] > wait then wait = g[2] end
 if b and b[2] > wait then wait = b[2] end
@@ -40,6 +49,6 @@ local function take(key, s, interval)
     redis.call('SET', key, tostring(next_tat), 'PX', math.ceil(next_tat - now + 60000))
   end
 end
-take(KEYS[1], g, tonumber(ARGV[1]))
+take(KEYS[1], g, interval)
 take(KEYS[2], b, bulk_interval)
 return {0, math.floor(wait)}
