@@ -153,7 +153,7 @@ class Lifecycle:
     rand: Callable[[], float] = random.random
     gate: Gate = field(default_factory=lambda: OPEN_GATE)
     cancel_backlog_s: float = 2.0  # a cancel reserves a slot at most this far ahead
-    late_slot_s: float = 0.05  # woken later than this after its slot: take a new one
+    late_slot_s: float = 0.02  # woken later than this after its slot: take a new one
     first_turn_wait_max_s: float = 3000.0  # the longest a job waits in line for its first
     kind: str | None = None  # the connection's kind, reported in each outcome
     schedule: PollSchedule | None = None  # None: today's cadence (`poll_policy`) alone

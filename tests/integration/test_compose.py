@@ -13,23 +13,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the dev deps
 
 from orchestrator.devkit.embedded_redis import free_port, is_reachable, server_executable
 from orchestrator.devkit.stage import Child, SimulatorAdmin, base_env, spawn, wait_until
+from tests.integration.harness import ISSUED_KEYS
 
 pytestmark = pytest.mark.integration
 
@@ -90,14 +94,15 @@ def test_the_validator_refuses_a_broken_file(compose: list[str], tmp_path: Path)
 # --- the stack, natively ---------------------------------------------------------------------
 
 
-def interpolate(value: Any) -> Any:
-    """Compose's `${VAR:-default}` with none of the variables set: the file's defaults."""
+def interpolate(value: Any, shell: dict[str, str]) -> Any:
+    """Compose's `${VAR:-default}` with only the `shell` variables set (the file's own
+    defaults for the rest)."""
     if isinstance(value, str):
-        return VARIABLE.sub(lambda m: m.group("default") or "", value)
+        return VARIABLE.sub(lambda m: shell.get(m["name"]) or m["default"] or "", value)
     if isinstance(value, list):
-        return [interpolate(item) for item in value]
+        return [interpolate(item, shell) for item in value]
     if isinstance(value, dict):
-        return {key: interpolate(item) for key, item in value.items()}
+        return {key: interpolate(item, shell) for key, item in value.items()}
     return value
 
 
@@ -144,13 +149,21 @@ class Started:
     processes: dict[str, list[Child]]
     simulator: SimulatorAdmin
     log_dir: Path
+    serve_url: str
+    token: str = field(repr=False)
 
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
-    services: dict[str, Any] = interpolate(yaml.safe_load(COMPOSE_FILE.read_text())["services"])
+    # What the file's header asks of the operator's shell: the API token's SHA-256.
+    token = f"compose-token-{secrets.token_hex(16)}"
+    ISSUED_KEYS.append(token)
+    shell = {"RUNCTL_API_TOKEN_SHA256": hashlib.sha256(token.encode()).hexdigest()}
+    services: dict[str, Any] = interpolate(
+        yaml.safe_load(COMPOSE_FILE.read_text())["services"], shell
+    )
     log_dir = tmp_path_factory.mktemp("compose")
-    redis_port, sim_port = free_port(), free_port()
+    redis_port, sim_port, serve_port = free_port(), free_port(), free_port()
     mounts: dict[str, str] = {}
     for service in services.values():
         mounts |= mounts_of(service)
@@ -188,9 +201,23 @@ def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
         for name, service in services.items():
             if name in {"redis", "simulator"} or "command" not in service:
                 continue  # `cli` has no command: it is what `docker compose run` uses
+            argv = stack.argv(service)
+            if name == "serve":  # on loopback, at a free port
+                argv = with_option(
+                    with_option(argv, "--host", "127.0.0.1"), "--port", str(serve_port)
+                )
             replicas = int(service.get("deploy", {}).get("replicas", 1))
-            start(name, stack.argv(service), stack.env(service), replicas)
-        yield Started(stack, services, processes, sim, log_dir)
+            start(name, argv, stack.env(service), replicas)
+        serve_url = f"http://127.0.0.1:{serve_port}"
+        wait_until(lambda: _answers(f"{serve_url}/healthz"), what="the compose serve")
+        yield Started(stack, services, processes, sim, log_dir, serve_url, token)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def runctl(started: Started, *args: str) -> subprocess.CompletedProcess[str]:
@@ -204,7 +231,7 @@ def runctl(started: Started, *args: str) -> subprocess.CompletedProcess[str]:
 def test_every_compose_service_runs_natively_and_a_bulk_job_goes_through(
     native: Started,
 ) -> None:
-    assert native.processes.keys() >= {"redis", "simulator", "worker", "beat", "notifier"}
+    assert native.processes.keys() >= {"redis", "simulator", "worker", "beat", "notifier", "serve"}
     assert len(native.processes["worker"]) == 2  # deploy.replicas
     runs = native.simulator.seed(RUNS, status="in_progress")
     targets = native.log_dir / "targets.jsonl"
@@ -221,6 +248,12 @@ def test_every_compose_service_runs_natively_and_a_bulk_job_goes_through(
     assert audited.returncode == 0, report
     assert report["accepted"] == report["published"] == RUNS
     assert native.simulator.stats()["cancels_received"] >= RUNS
+    # serve: the token whose SHA-256 the shell gave is the admin; no token is refused.
+    bulk_id = record["bulk_id"]
+    seen = httpx.get(f"{native.serve_url}/v1/bulk/{bulk_id}",
+                     headers={"Authorization": f"Bearer {native.token}"}, timeout=10)  # fmt: skip
+    assert (seen.status_code, seen.json()["results"]) == (200, {"cancelled": RUNS})
+    assert httpx.get(f"{native.serve_url}/v1/bulk/{bulk_id}", timeout=10).status_code == 401
     for children in native.processes.values():
         for child in children:
             child.check_alive()  # beat and the notifier came up with the file's settings too
