@@ -335,7 +335,7 @@ def test_a_slot_woken_past_is_not_used_a_new_one_is_taken() -> None:
 def test_a_slot_woken_just_after_is_used() -> None:
     provider = ScriptedProvider(cancels=[reply("cancelling")], retrieves=[reply("cancelled")])
     gate = FakeGate(Reservation(wait_s=0.4), Reservation(wait_s=0.1))
-    outcome, _, _ = run_gated(provider, gate, oversleep_s=lambda: 0.04)  # within 0.05 s
+    outcome, _, _ = run_gated(provider, gate, oversleep_s=lambda: 0.015)  # within 0.02 s
     assert outcome.result is Result.CANCELLED
     assert len(gate.asked) == 2
 
