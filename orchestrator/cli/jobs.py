@@ -21,15 +21,18 @@ from orchestrator.cli.console import (
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.models import Outcome
 
+RunIds = Annotated[
+    list[str],
+    typer.Argument(metavar="[THREAD_ID] RUN_ID", help="A kind without threads: RUN_ID alone."),
+]
+ProviderOption = Annotated[
+    str | None, typer.Option(help="The connection (runctl providers); default openai.")
+]
+
 
 def cancel(
-    ids: Annotated[
-        list[str],
-        typer.Argument(metavar="[THREAD_ID] RUN_ID", help="A kind without threads: RUN_ID alone."),
-    ],
-    provider: Annotated[
-        str | None, typer.Option(help="The connection (runctl providers); default openai.")
-    ] = None,
+    ids: RunIds,
+    provider: ProviderOption = None,
     reason: Annotated[str, typer.Option(help="Why; kept in the outcome.")] = "",
     deadline: Annotated[
         float | None, typer.Option(help="Seconds the worker may spend on it.")
@@ -154,13 +157,8 @@ def job(
 
 
 def run(
-    ids: Annotated[
-        list[str],
-        typer.Argument(metavar="[THREAD_ID] RUN_ID", help="A kind without threads: RUN_ID alone."),
-    ],
-    provider: Annotated[
-        str | None, typer.Option(help="The connection (runctl providers); default openai.")
-    ] = None,
+    ids: RunIds,
+    provider: ProviderOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """What happened to a run: its job in flight, and its past outcomes (newest first)."""

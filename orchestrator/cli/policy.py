@@ -17,7 +17,7 @@ from orchestrator.cli.console import (
     out,
     print_line,
 )
-from orchestrator.cli.jobs import split_ids
+from orchestrator.cli.jobs import ProviderOption, split_ids
 from orchestrator.core.errors import InvalidInput, RunctlError
 
 policy_app = typer.Typer(
@@ -31,11 +31,6 @@ def policy_check(file: Path) -> None:
     from orchestrator.core.policies import check_policies
 
     check_file(file, check_policies)
-
-
-ProviderOption = Annotated[
-    str | None, typer.Option(help="The connection (runctl providers); default openai.")
-]
 
 
 def track(
